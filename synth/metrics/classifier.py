@@ -1,0 +1,102 @@
+"""The domain classifier: a small CNN trained on the real data.
+
+It judges generated images in their own domain, where ImageNet features say
+little (MNIST-like data): label fidelity (does a class-c image look like c to
+it), FID in its penultimate features, and the class histogram of what it sees.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from synth.models.common import from_uint8
+
+
+class SmallCNN(nn.Module):
+    """(x: float NCHW in [-1, 1]) -> logits (N, K); ``features`` gives the 128-d penultimate layer."""
+
+    feature_dim = 128
+
+    def __init__(self, channels: int, num_classes: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
+            nn.Conv2d(32, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(),
+            nn.Conv2d(64, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),
+            nn.AdaptiveAvgPool2d(4), nn.Flatten(),
+            nn.Linear(64 * 16, self.feature_dim), nn.ReLU(),
+        )  # fmt: skip
+        self.head = nn.Linear(self.feature_dim, num_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
+@dataclass
+class TrainedClassifier:
+    model: SmallCNN
+    held_out_accuracy: float
+    train_size: int
+    held_out_size: int
+    epochs: int
+
+
+def random_shift(x: torch.Tensor, gen: torch.Generator, pixels: int = 2) -> torch.Tensor:
+    """Translate each image by up to ``pixels`` (padding with the background value -1)."""
+    n, _, h, w = x.shape
+    padded = F.pad(x, (pixels,) * 4, value=-1.0)
+    dx = torch.randint(0, 2 * pixels + 1, (n,), generator=gen)
+    dy = torch.randint(0, 2 * pixels + 1, (n,), generator=gen)
+    return torch.stack([padded[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(n)])
+
+
+def train_classifier(
+    images: np.ndarray, labels: np.ndarray, num_classes: int, epochs: int, seed: int, held_out: float = 0.1
+) -> TrainedClassifier:
+    """Train SmallCNN on uint8 NHWC images; report accuracy on a held-out split."""
+    gen = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(images), generator=gen).numpy()
+    n_val = max(1, int(len(images) * held_out))
+    val, tr = order[:n_val], order[n_val:]
+    x_tr, y_tr = from_uint8(images[tr]), torch.from_numpy(labels[tr]).long()
+    model = SmallCNN(images.shape[-1], num_classes)
+    steps_per_epoch = max(1, len(tr) // 128)
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=epochs * steps_per_epoch)
+    model.train()
+    for _ in range(epochs):
+        perm = torch.randperm(len(tr), generator=gen)
+        for b in range(steps_per_epoch):
+            idx = perm[b * 128 : (b + 1) * 128]
+            loss = F.cross_entropy(model(random_shift(x_tr[idx], gen)), y_tr[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+    model.eval()
+    preds = predict(model, images[val])
+    acc = float((preds == labels[val]).mean())
+    return TrainedClassifier(model, acc, len(tr), len(val), epochs)
+
+
+@torch.no_grad()
+def predict(model: SmallCNN, images: np.ndarray, batch_size: int = 500) -> np.ndarray:
+    """Predicted class of each uint8 NHWC image."""
+    out = [model(from_uint8(images[i : i + batch_size])).argmax(1) for i in range(0, len(images), batch_size)]
+    return torch.cat(out).numpy()
+
+
+@torch.no_grad()
+def classifier_features(model: SmallCNN, images: np.ndarray, batch_size: int = 500) -> np.ndarray:
+    """Penultimate features (N, 128) float64 of uint8 NHWC images."""
+    out = [model.features(from_uint8(images[i : i + batch_size])) for i in range(0, len(images), batch_size)]
+    return torch.cat(out).double().numpy()

@@ -1,0 +1,122 @@
+"""Evaluation: read generated shards and real data, compute the report's figures.
+
+Figures (each states its sample counts and feature network in the report):
+  fid_inception   standard FID, InceptionV3 pool3, clean-fid resize
+  fid_domain      FID in the domain classifier's 128-d features
+  fid_domain_real_vs_real  the same between two halves of the real data (a floor to compare with)
+  label_fidelity  domain classifier accuracy on generated images vs the class they were made for
+  per-class label fidelity and the histogram of predicted classes (collapse shows here)
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from synth.data import ImageDataset, load_dataset
+from synth.errors import SynthError
+from synth.manifest import read_manifest
+from synth.metrics.classifier import classifier_features, predict, train_classifier
+from synth.metrics.fid import INCEPTION_NAME, InceptionFeatures, features_to_fid
+from synth.progress import Progress
+from synth.shards import read_shard
+from synth.spec import Job
+
+DOMAIN_NAME = "SmallCNN trained on the real data (4 conv layers, 128-d penultimate features)"
+
+
+def read_generated(out: Path, limit: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``limit`` generated samples in manifest order: (uint8 NHWC images, int64 labels)."""
+    manifest = read_manifest(out)
+    shards = list(dict.fromkeys(manifest.column("shard").to_pylist()))
+    images, labels = [], []
+    for name in shards:
+        for key, fields in read_shard(out / "shards" / name):
+            ext = next((e for e in ("png", "webp", "jpg") if e in fields), None)
+            if ext is None or "cls" not in fields:
+                raise SynthError(f"{name}: sample {key} lacks an image or a .cls label")
+            arr = np.asarray(Image.open(io.BytesIO(fields[ext])))
+            images.append(arr[..., None] if arr.ndim == 2 else arr)
+            labels.append(int(fields["cls"]))
+            if len(images) >= limit:
+                return np.stack(images), np.asarray(labels, dtype=np.int64)
+    if not images:
+        raise SynthError(f"{out / 'shards'}: no samples to evaluate")
+    return np.stack(images), np.asarray(labels, dtype=np.int64)
+
+
+def real_subset(data: ImageDataset, n: int, seed: int) -> np.ndarray:
+    order = np.random.default_rng(seed).permutation(len(data))[: min(n, len(data))]
+    return data.images[np.sort(order)]
+
+
+def evaluate(job: Job, out: Path) -> dict:
+    """Compute every figure of the report; returns a JSON-able dict."""
+    t0 = time.perf_counter()
+    ecfg = job.evaluate
+    data = load_dataset(job.data, job.seed)
+    fake, fake_labels = read_generated(out, ecfg.num_samples)
+    real = real_subset(data, ecfg.num_samples, job.seed + 1)
+
+    clf = train_classifier(data.images, data.labels, data.num_classes, ecfg.classifier_epochs, job.seed)
+    preds = predict(clf.model, fake)
+    per_class = {
+        data.class_names[c]: float((preds[fake_labels == c] == c).mean()) if (fake_labels == c).any() else None
+        for c in range(data.num_classes)
+    }
+    hist = np.bincount(preds, minlength=data.num_classes)
+    f_real, f_fake = classifier_features(clf.model, real), classifier_features(clf.model, fake)
+    half = len(real) // 2
+    figures: dict = {
+        "num_generated": int(len(fake)),
+        "num_real": int(len(real)),
+        "dataset": data.name,
+        "num_classes": data.num_classes,
+        "class_names": list(data.class_names),
+        "label_fidelity": float((preds == fake_labels).mean()),
+        "label_fidelity_per_class": per_class,
+        "predicted_class_counts": hist.tolist(),
+        "requested_class_counts": np.bincount(fake_labels, minlength=data.num_classes).tolist(),
+        "classifier": {
+            "network": DOMAIN_NAME,
+            "held_out_accuracy": clf.held_out_accuracy,
+            "train_size": clf.train_size,
+            "held_out_size": clf.held_out_size,
+            "epochs": clf.epochs,
+        },
+        "fid_domain": features_to_fid(f_real, f_fake),
+        "fid_domain_real_vs_real": features_to_fid(f_real[:half], f_real[half:]) if half >= 2 else None,
+        "fid_domain_network": DOMAIN_NAME,
+    }
+    if ecfg.inception:
+        figures.update(inception_fid(real, fake))
+    figures["grid_images"] = class_grid(fake, fake_labels, data.num_classes, ecfg.grid_per_class)
+    figures["seconds"] = time.perf_counter() - t0
+    return figures
+
+
+def inception_fid(real: np.ndarray, fake: np.ndarray) -> dict:
+    extractor = InceptionFeatures()
+    with Progress("inception features", len(real) + len(fake), "img") as bar:
+        f_real = extractor(real, progress=bar.update)
+        f_fake = extractor(fake, progress=bar.update)
+    return {
+        "fid_inception": features_to_fid(f_real, f_fake),
+        "fid_inception_network": INCEPTION_NAME,
+        "fid_inception_num_real": int(len(real)),
+        "fid_inception_num_generated": int(len(fake)),
+    }
+
+
+def class_grid(images: np.ndarray, labels: np.ndarray, num_classes: int, per_class: int) -> np.ndarray:
+    """uint8 (rows*H, cols*W, C): one row per class, ``per_class`` samples each (black where short)."""
+    n, h, w, c = images.shape
+    grid = np.zeros((num_classes * h, per_class * w, c), dtype=np.uint8)
+    for k in range(num_classes):
+        for j, i in enumerate(np.flatnonzero(labels == k)[:per_class]):
+            grid[k * h : (k + 1) * h, j * w : (j + 1) * w] = images[i]
+    return grid

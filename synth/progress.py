@@ -1,0 +1,73 @@
+"""Progress for long work: a rich bar on a terminal, periodic log lines elsewhere."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+
+def on_terminal() -> bool:
+    return sys.stderr.isatty()
+
+
+class Progress:
+    """Counts units of work towards a total.
+
+    On a terminal: a rich progress bar (count, rate, ETA). Otherwise (CI, a
+    cluster's job logs): one line on stderr every ``interval_s`` seconds and at
+    the end.
+    """
+
+    def __init__(self, description: str, total: int, unit: str, interval_s: float = 10.0, extra: str = ""):
+        self.description, self.total, self.unit = description, total, unit
+        self.interval_s = interval_s
+        self.done = 0
+        self.extra = extra
+        self.start = self.last_line = time.perf_counter()
+        self._bar = None
+        if on_terminal():
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress as RichProgress, TaskProgressColumn,
+                                       TextColumn, TimeElapsedColumn, TimeRemainingColumn)  # fmt: skip
+
+            self._bar = RichProgress(
+                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
+                TextColumn("{task.fields[rate]}"), TextColumn("{task.fields[extra]}"),
+                TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+                transient=False,
+            )  # fmt: skip
+            self._bar.start()
+            self._task = self._bar.add_task(description, total=total, rate="", extra=extra)
+
+    def rate(self) -> float:
+        return self.done / max(time.perf_counter() - self.start, 1e-9)
+
+    def update(self, n: int = 0, extra: str | None = None, completed: int | None = None) -> None:
+        self.done = completed if completed is not None else self.done + n
+        if extra is not None:
+            self.extra = extra
+        rate = f"{self.rate():,.0f} {self.unit}/s"
+        if self._bar is not None:
+            self._bar.update(self._task, completed=self.done, rate=rate, extra=self.extra)
+            return
+        now = time.perf_counter()
+        if now - self.last_line >= self.interval_s:
+            self.last_line = now
+            self._line(rate)
+
+    def _line(self, rate: str) -> None:
+        pct = 100.0 * self.done / max(self.total, 1)
+        left = (self.total - self.done) / max(self.rate(), 1e-9)
+        print(f"[synth] {self.description}: {self.done:,}/{self.total:,} {self.unit} ({pct:.0f}%) {rate} "
+              f"{self.extra} eta {left:.0f}s", file=sys.stderr, flush=True)  # fmt: skip
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+        else:
+            self._line(f"{self.rate():,.0f} {self.unit}/s")
+
+    def __enter__(self) -> "Progress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,152 @@
+"""report.json (machine-readable figures) and report.html (what a person reads)."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from synth.spec import Job
+from synth.train.checkpoint import atomic_write_bytes, atomic_write_json
+
+SUMMARIES = {"train": ".synth/train_summary.json", "generate": ".synth/generate_summary.json"}
+
+
+def save_summary(out: Path, stage: str, summary: dict) -> None:
+    atomic_write_json(out / SUMMARIES[stage], summary)
+
+
+def load_summaries(out: Path) -> dict:
+    found = {}
+    for stage, rel in SUMMARIES.items():
+        path = out / rel
+        if path.is_file():
+            found[stage] = json.loads(path.read_text())
+    return found
+
+
+def write_report(out: Path, job: Job, figures: dict) -> None:
+    """Write report.json, report.html and report_grid.png under ``out``."""
+    figures = dict(figures)
+    grid = figures.pop("grid_images")
+    scale = max(1, 256 // max(1, grid.shape[0] // max(1, figures["num_classes"])) // 4)
+    pil = Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid)
+    pil = pil.resize((pil.width * scale, pil.height * scale), Image.Resampling.NEAREST)
+    buf = io.BytesIO()
+    pil.save(buf, format="PNG")
+    atomic_write_bytes(out / "report_grid.png", buf.getvalue())
+    stages = load_summaries(out)
+    doc = {"job": job.model_dump(mode="json"), "figures": figures, **stages}
+    atomic_write_json(out / "report.json", doc)
+    page = render_html(job, figures, stages, base64.b64encode(buf.getvalue()).decode(), read_log(out))
+    atomic_write_bytes(out / "report.html", page.encode())
+
+
+def read_log(out: Path) -> list[dict]:
+    path = out / "train_log.csv"
+    if not path.is_file():
+        return []
+    with open(path) as fh:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+
+
+def loss_svg(rows: list[dict], width: int = 640, height: int = 220) -> str:
+    """An inline SVG of loss_d and loss_g against step."""
+    if len(rows) < 2:
+        return "<p>(no training log)</p>"
+    steps = np.array([r["step"] for r in rows])
+    series = {"loss_d": "#1f77b4", "loss_g": "#d62728"}
+    values = np.array([[r[k] for k in series] for r in rows])
+    lo, hi = float(np.nanmin(values)), float(np.nanmax(values))
+    hi = hi if hi > lo else lo + 1
+    pad = 30
+
+    def xy(s, v):
+        x = pad + (s - steps[0]) / max(steps[-1] - steps[0], 1) * (width - 2 * pad)
+        y = height - pad - (v - lo) / (hi - lo) * (height - 2 * pad)
+        return f"{x:.1f},{y:.1f}"
+
+    lines = []
+    for j, (name, colour) in enumerate(series.items()):
+        pts = " ".join(xy(s, v) for s, v in zip(steps, values[:, j]))
+        lines.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{pts}"/>')
+        lines.append(f'<text x="{width - pad - 60}" y="{pad + 14 * j}" fill="{colour}" font-size="12">{name}</text>')
+    axes = (
+        f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" stroke="#888"/>'
+        f'<text x="{pad}" y="{height - 8}" font-size="11">step {int(steps[0])}</text>'
+        f'<text x="{width - pad - 60}" y="{height - 8}" font-size="11">step {int(steps[-1])}</text>'
+        f'<text x="2" y="{pad}" font-size="11">{hi:.2f}</text><text x="2" y="{height - pad}" font-size="11">{lo:.2f}</text>'
+    )
+    return f'<svg width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg">{axes}{"".join(lines)}</svg>'
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "n/a"
+    if isinstance(v, float):
+        return f"{v:.4g}" if abs(v) < 1 else f"{v:,.2f}"
+    return html.escape(str(v))
+
+
+def render_html(job: Job, f: dict, stages: dict, grid_b64: str, log_rows: list[dict]) -> str:
+    clf = f["classifier"]
+    n_gen, n_real = f["num_generated"], f["num_real"]
+    rows = [
+        ("Label fidelity", f"{100 * f['label_fidelity']:.2f}%",
+         f"{n_gen} generated images", f"domain classifier ({_fmt(100 * clf['held_out_accuracy'])}% on "
+         f"{clf['held_out_size']} held-out real images)"),
+        ("FID, domain features", _fmt(f["fid_domain"]), f"{n_gen} generated vs {n_real} real", f["fid_domain_network"]),
+        ("FID, domain features, real vs real", _fmt(f.get("fid_domain_real_vs_real")),
+         f"{n_real // 2} vs {n_real - n_real // 2} real", "the floor: what two samples of real data score"),
+    ]  # fmt: skip
+    if "fid_inception" in f:
+        rows.insert(1, ("FID, InceptionV3", _fmt(f["fid_inception"]),
+                        f"{f['fid_inception_num_generated']} generated vs {f['fid_inception_num_real']} real, PNG",
+                        f["fid_inception_network"]))  # fmt: skip
+    table = "".join(f"<tr><td>{a}</td><td><b>{b}</b></td><td>{c}</td><td>{html.escape(d)}</td></tr>" for a, b, c, d in rows)
+    names = f["class_names"]
+    per_class = "".join(
+        f"<tr><td>{html.escape(n)}</td><td>{f['requested_class_counts'][i]}</td><td>{f['predicted_class_counts'][i]}</td>"
+        f"<td>{_fmt(100 * f['label_fidelity_per_class'][n]) if f['label_fidelity_per_class'][n] is not None else 'n/a'}%</td></tr>"
+        for i, n in enumerate(names)
+    )
+    stage_rows = ""
+    if "train" in stages:
+        t = stages["train"]
+        stage_rows += f"<li>Training: {t.get('step')} steps, {t.get('world_size', '?')} worker(s), {_fmt(t.get('seconds'))} s</li>"
+    if "generate" in stages:
+        g = stages["generate"]
+        stage_rows += (f"<li>Generation: {g.get('count'):,} images in {g.get('shards')} shards; last run made "
+                       f"{g.get('generated'):,} in {_fmt(g.get('seconds'))} s ({_fmt(g.get('images_per_s'))} images/s)</li>")
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>synth report: {html.escape(job.output.name)}</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:960px;margin:2em auto;padding:0 1em;color:#222}}
+table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}
+th{{background:#f4f4f4}}img.grid{{image-rendering:pixelated;border:1px solid #ccc}}pre{{background:#f7f7f7;padding:1em}}</style>
+</head><body>
+<h1>synth report: {html.escape(job.output.name)}</h1>
+<p>Model <b>{html.escape(job.model.name)}</b> trained on <b>{html.escape(f['dataset'])}</b>
+({f['num_classes']} classes) at {job.data.resolution}x{job.data.resolution}, {job.data.channels} channel(s).</p>
+<ul>{stage_rows}</ul>
+<h2>Figures</h2>
+<table><tr><th>figure</th><th>value</th><th>samples</th><th>feature network</th></tr>{table}</table>
+<p>Lower FID is better. Label fidelity: the share of generated images that the domain classifier
+assigns to the class they were generated for.</p>
+<h2>Samples, one row per class</h2>
+<img class="grid" src="data:image/png;base64,{grid_b64}" alt="sample grid">
+<h2>Per class</h2>
+<p>Requested: the classes the images were generated for; seen: what the domain classifier sees.
+A class that nobody sees, or one that takes everything, means collapse.</p>
+<table><tr><th>class</th><th>requested</th><th>seen</th><th>label fidelity</th></tr>{per_class}</table>
+<h2>Training losses</h2>
+{loss_svg(log_rows)}
+<h2>Job</h2>
+<pre>{html.escape(job.to_yaml())}</pre>
+</body></html>
+"""

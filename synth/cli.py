@@ -84,8 +84,9 @@ def run(job: JobArg, out: OutOpt, set_: SetOpt = None, dry_run: DryOpt = False, 
     from synth.report import save_summary
 
     pipeline.check_out_dir(out, spec)
+    data = pipeline.preflight(spec)
     with engine.ray_session(address):
-        trained = pipeline.run_train(spec, out)
+        trained = pipeline.run_train(spec, out, data)
         save_summary(out, "train", trained)
         _say_trained(trained)
         made = pipeline.run_generate(spec, out)
@@ -111,8 +112,9 @@ def train(job: JobArg, out: OutOpt, set_: SetOpt = None, dry_run: DryOpt = False
     from synth.report import save_summary
 
     pipeline.check_out_dir(out, spec)
+    data = pipeline.preflight(spec)
     with engine.ray_session(address):
-        trained = pipeline.run_train(spec, out)
+        trained = pipeline.run_train(spec, out, data)
     save_summary(out, "train", trained)
     _say_trained(trained)
 
@@ -132,6 +134,7 @@ def generate(job: JobArg, out: OutOpt, set_: SetOpt = None, dry_run: DryOpt = Fa
     from synth import engine, pipeline
     from synth.report import save_summary
 
+    pipeline.check_out_dir(out, spec, must_exist=True)
     with engine.ray_session(address):
         made = pipeline.run_generate(spec, out)
     save_summary(out, "generate", made)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,8 +24,9 @@ log = logging.getLogger("synth")
 def ray_session(address: str | None = None) -> Iterator[None]:
     """Use the running Ray (``ray.is_initialized``), connect to ``address``, or start an embedded one.
 
-    The embedded Ray starts without its dashboard (saves ~0.9 GB here) and is
-    shut down on exit; a Ray we connected to is left running.
+    The embedded Ray listens on 127.0.0.1 for its dashboard (Ray Train's
+    clean-up monitor needs the state API it serves) and is shut down on exit;
+    a Ray we connected to is left running.
     """
     import ray
 
@@ -36,7 +38,7 @@ def ray_session(address: str | None = None) -> Iterator[None]:
     if address:
         kwargs["address"] = address
     else:
-        kwargs["include_dashboard"] = False
+        kwargs.update(include_dashboard=True, dashboard_host="127.0.0.1")
     try:
         ray.init(**kwargs)
     except ConnectionError as exc:
@@ -61,29 +63,24 @@ def cluster_gpus() -> int:
 
 def _train_worker(config: dict) -> None:
     """Ray Train entry point: one per worker process."""
-    import ray.train
     import torch
 
     from synth.spec import job_from_dict
     from synth.train.loop import train
 
+    logging.getLogger("synth").setLevel(logging.INFO)
     threads = int(config.get("threads_per_worker", 1))
     torch.set_num_threads(threads)
     job = job_from_dict(config["job"])
-    result = train(job, config["out_dir"], log_lines=config.get("log_lines", True))
-    ray.train.report(
-        {
-            "step": result.step,
-            "world_size": result.world_size,
-            "replica_max_diff": result.replica_max_diff,
-            "generator_digest": result.generator_digest,
-            "rank": ray.train.get_context().get_world_rank(),
-        }
-    )
+    train(job, config["out_dir"], log_lines=config.get("log_lines", True))
 
 
 def train_on_ray(job: Job, out_dir: Path, log_lines: bool = True) -> dict:
-    """Train with a TorchTrainer of ``train.num_workers`` workers; return rank 0's final figures."""
+    """Train with a TorchTrainer of ``train.num_workers`` workers.
+
+    Returns the final checkpoint state that rank 0 wrote (step, world size,
+    replica spread): files are the interface, so this holds on a cluster too.
+    """
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -114,7 +111,11 @@ def train_on_ray(job: Job, out_dir: Path, log_lines: bool = True) -> dict:
         raise
     if result.error is not None:
         raise result.error
-    return dict(result.metrics or {})
+    from synth.train.checkpoint import read_state
+
+    state = read_state(out_dir / "checkpoints") or {}
+    keys = ("step", "world_size", "replica_max_diff", "weights")
+    return {k: state[k] for k in keys if k in state}
 
 
 def _find_user_error(exc: BaseException) -> SynthError | None:
@@ -152,11 +153,11 @@ def map_shards(
     remote = ray.remote(num_cpus=1, max_retries=max_retries)(fn)
     shared_ref = ray.put(shared)
     pending: dict[Any, Any] = {}
-    queue = list(works)
+    queue = deque(works)
     results = []
     while queue or pending:
         while queue and len(pending) < max_in_flight:
-            work = queue.pop(0)
+            work = queue.popleft()
             pending[remote.remote(work, shared_ref)] = work
         done, _ = ray.wait(list(pending), num_returns=1)
         for ref in done:

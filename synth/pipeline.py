@@ -67,14 +67,17 @@ def preflight(job: Job):
     return data
 
 
-def run_train(job: Job, out: Path) -> dict:
-    """Train (or resume) the job's model through Ray Train; return the final figures."""
+def run_train(job: Job, out: Path, data=None) -> dict:
+    """Train (or resume) the job's model through Ray Train; return the final figures.
+
+    ``data``: the dataset if the caller already ran ``preflight``.
+    """
     from synth import engine
     from synth.progress import Progress, on_terminal
     from synth.train import checkpoint as ckpt
     from synth.train.loop import model_config
 
-    data = preflight(job)
+    data = data if data is not None else preflight(job)
     state = ckpt.read_state(out / "checkpoints")
     if state is not None:
         ckpt.check_same_model(state, model_config(job, data.num_classes), out / "checkpoints")
@@ -84,7 +87,7 @@ def run_train(job: Job, out: Path) -> dict:
         return {"step": start, "skipped": True}
     t0 = time.perf_counter()
     with Progress("train", job.train.steps, "steps") as bar:
-        bar.update(completed=start)
+        bar.done = start
         stop = threading.Event()
         watcher = threading.Thread(target=_watch_train_log, args=(out / "train_log.csv", bar, stop), daemon=True)
         watcher.start()
@@ -140,10 +143,7 @@ def run_generate(job: Job, out: Path) -> dict:
     t0 = time.perf_counter()
     shards_done = len(works) - len(todo)
     with Progress("generate", plan.count, "img", extra=f"shards {shards_done}/{len(works)}") as bar:
-        bar.update(completed=already)
-        bar.start = time.perf_counter()
-        bar.done = 0
-        bar.total = plan.count - already
+        bar.done = already
 
         def on_result(result) -> None:
             nonlocal shards_done

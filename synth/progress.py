@@ -25,6 +25,7 @@ class Progress:
         self.extra = extra
         self.start = self.last_line = time.perf_counter()
         self._bar = None
+        self._first: tuple[int, float] | None = None
         if on_terminal():
             from rich.progress import (BarColumn, MofNCompleteColumn, Progress as RichProgress, TaskProgressColumn,
                                        TextColumn, TimeElapsedColumn, TimeRemainingColumn)  # fmt: skip
@@ -39,10 +40,17 @@ class Progress:
             self._task = self._bar.add_task(description, total=total, rate="", extra=extra)
 
     def rate(self) -> float:
-        return self.done / max(time.perf_counter() - self.start, 1e-9)
+        """Units per second since the first progress was seen (start-up time excluded)."""
+        if self._first is None:
+            return 0.0
+        return (self.done - self._first[0]) / max(time.perf_counter() - self._first[1], 1e-9)
 
     def update(self, n: int = 0, extra: str | None = None, completed: int | None = None) -> None:
+        """Advance by ``n`` (or to ``completed``); the first change only sets the baseline of the rate."""
+        before = self.done
         self.done = completed if completed is not None else self.done + n
+        if self._first is None and self.done != before:
+            self._first = (self.done, time.perf_counter())  # rates count from here: start-up excluded
         if extra is not None:
             self.extra = extra
         rate = f"{self.rate():,.0f} {self.unit}/s"
@@ -56,9 +64,9 @@ class Progress:
 
     def _line(self, rate: str) -> None:
         pct = 100.0 * self.done / max(self.total, 1)
-        left = (self.total - self.done) / max(self.rate(), 1e-9)
+        eta = f" eta {(self.total - self.done) / self.rate():.0f}s" if self.rate() > 0 else ""
         print(f"[synth] {self.description}: {self.done:,}/{self.total:,} {self.unit} ({pct:.0f}%) {rate} "
-              f"{self.extra} eta {left:.0f}s", file=sys.stderr, flush=True)  # fmt: skip
+              f"{self.extra}{eta}", file=sys.stderr, flush=True)  # fmt: skip
 
     def close(self) -> None:
         if self._bar is not None:

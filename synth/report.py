@@ -35,7 +35,7 @@ def write_report(out: Path, job: Job, figures: dict) -> None:
     """Write report.json, report.html and report_grid.png under ``out``."""
     figures = dict(figures)
     grid = figures.pop("grid_images")
-    scale = max(1, 256 // max(1, grid.shape[0] // max(1, figures["num_classes"])) // 4)
+    scale = max(1, 560 // grid.shape[1])  # about 560 px wide, whole pixels
     pil = Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid)
     pil = pil.resize((pil.width * scale, pil.height * scale), Image.Resampling.NEAREST)
     buf = io.BytesIO()

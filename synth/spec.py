@@ -82,7 +82,7 @@ class EvaluateSpec(_Section):
 
     num_samples: int = Field(1_000, ge=2, description="generated and real images each, for every figure")
     inception: bool = Field(True, description="standard InceptionV3 FID (slow on CPU: ~10 images/s)")
-    classifier_epochs: int = Field(4, ge=1)
+    classifier_epochs: int = Field(8, ge=1)
     grid_per_class: int = Field(10, ge=1, le=32)
 
 

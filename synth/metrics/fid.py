@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -32,12 +33,19 @@ def features_to_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray
 def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
     """||mu1 - mu2||^2 + Tr(S1 + S2 - 2 sqrt(S1 S2)), as in the FID paper's reference code."""
     diff = mu1 - mu2
-    covmean, _ = linalg.sqrtm(sigma1.dot(sigma2), disp=False)
+    with warnings.catch_warnings():  # singular products (few samples) are handled below
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        covmean = _sqrtm(sigma1.dot(sigma2))
     if not np.isfinite(covmean).all():
         offset = np.eye(sigma1.shape[0]) * 1e-6
-        covmean = linalg.sqrtm((sigma1 + offset).dot(sigma2 + offset))
+        covmean = _sqrtm((sigma1 + offset).dot(sigma2 + offset))
     covmean = np.real(covmean)
     return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
+
+
+def _sqrtm(a: np.ndarray) -> np.ndarray:
+    out = linalg.sqrtm(a)
+    return out[0] if isinstance(out, tuple) else out
 
 
 def features_to_fid(real: np.ndarray, fake: np.ndarray) -> float:

@@ -9,6 +9,7 @@ resumed run takes exactly the batches an uninterrupted run would have taken.
 from __future__ import annotations
 
 import csv
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from synth.models.gan import d_hinge_loss, g_hinge_loss
 from synth.spec import Job
 from synth.train import checkpoint as ckpt
 
+log = logging.getLogger("synth.train")
 LOG_FIELDS = ["step", "loss_d", "loss_g", "d_real", "d_fake", "images_per_s", "elapsed_s"]
 
 
@@ -109,7 +111,9 @@ def train(
     per_rank = tcfg.batch_size // world
 
     data = load_dataset(job.data, job.seed)
-    G, D, gan_cfg = build_gan(job.model, job.data.resolution, job.data.channels, data.num_classes)
+    with torch.random.fork_rng(devices=[]):  # same initial weights on every rank, from the job seed
+        torch.manual_seed(job.seed)
+        G, D, gan_cfg = build_gan(job.model, job.data.resolution, job.data.channels, data.num_classes)
     ema = EMA(G, tcfg.ema_decay, tcfg.ema_start)
     opt_g = torch.optim.Adam(G.parameters(), lr=tcfg.lr_g, betas=(tcfg.beta1, tcfg.beta2))
     opt_d = torch.optim.Adam(D.parameters(), lr=tcfg.lr_d, betas=(tcfg.beta1, tcfg.beta2))
@@ -121,14 +125,16 @@ def train(
         start = ckpt.load_training_checkpoint(
             folder, state, {"G": G, "D": D, "G_ema": ema.shadow}, {"opt_g": opt_g, "opt_d": opt_d}
         )
+    # channels-last: oneDNN's and cuDNN's preferred conv layout (~20% faster steps on CPU here)
+    G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
     G, D, opt_g, opt_d = accelerator.prepare(G, D, opt_g, opt_d)
     ema.shadow.to(accelerator.device)
     device = accelerator.device
     labels_all = torch.from_numpy(data.labels)
-    log = TrainLog(out_dir / "train_log.csv", accelerator.is_main_process, start, tcfg.steps, log_lines)
+    curves = TrainLog(out_dir / "train_log.csv", accelerator.is_main_process, start, tcfg.steps, log_lines)
     if accelerator.is_main_process and log_lines:
-        print(f"[synth train] {len(data)} images, {data.num_classes} classes, {world} worker(s) on {device}; "
-              f"steps {start}->{tcfg.steps}", flush=True)
+        log.info(f"[synth train] {len(data)} images, {data.num_classes} classes, {world} worker(s) on {device}; "
+                 f"steps {start}->{tcfg.steps}")
 
     def save(step: int) -> None:
         world_size, diff = replica_max_diff([G, D])
@@ -143,7 +149,7 @@ def train(
 
     for step in range(start, tcfg.steps):
         idx = step_indices(job.seed, step, len(data), tcfg.batch_size)[rank * per_rank : (rank + 1) * per_rank]
-        real = from_uint8(data.images[idx]).to(device)
+        real = from_uint8(data.images[idx]).to(device).contiguous(memory_format=torch.channels_last)
         y_real = labels_all[idx].to(device)
         gen = step_generator(job.seed, step, rank, device)
         z = torch.randn(per_rank, gan_cfg.latent_dim, generator=gen, device=device)
@@ -168,7 +174,7 @@ def train(
         if done % tcfg.log_every == 0 or done == tcfg.steps:
             figures = torch.stack([loss_d.detach(), loss_g.detach(), scores[:per_rank].mean(), scores[per_rank:].mean()])
             figures = accelerator.reduce(figures, reduction="mean").tolist()
-            row = log.write(done, figures, tcfg.batch_size)
+            row = curves.write(done, figures, tcfg.batch_size)
             if report is not None:
                 report(row)
         if done % tcfg.checkpoint_every == 0 and done != tcfg.steps:
@@ -181,7 +187,7 @@ def train(
     if accelerator.is_main_process:
         digest = export_generator(ema.shadow, gan_cfg, mcfg, job, end, folder, data.class_names)
     accelerator.wait_for_everyone()
-    log.close()
+    curves.close()
     return TrainResult(end, world_size, diff, digest)
 
 
@@ -235,8 +241,8 @@ class TrainLog:
                 for key in ("loss_d", "loss_g", "d_real", "d_fake"):
                     self.tb.add_scalar(f"train/{key}", row[key], step)
         if self.active and self.log_lines:
-            print(f"[synth train] step {step}/{self.total} loss_d={row['loss_d']:.3f} loss_g={row['loss_g']:.3f} "
-                  f"{rate:.0f} img/s", flush=True)
+            log.info(f"[synth train] step {step}/{self.total} loss_d={row['loss_d']:.3f} "
+                     f"loss_g={row['loss_g']:.3f} {rate:.0f} img/s")
         return row
 
     def close(self) -> None:

@@ -1,0 +1,99 @@
+"""Bad input: one clear line on stderr, a non-zero exit, and nothing written. No Ray is started."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ..conftest import QUICKSTART
+
+
+def assert_one_line_error(proc, *fragments):
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: ")
+    for fragment in fragments:
+        assert fragment in lines[0]
+    assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_help_lists_commands(cli):
+    proc = cli("--help")
+    assert proc.returncode == 0
+    for command in ("run", "train", "generate", "evaluate"):
+        assert command in proc.stdout
+    run_help = cli("run", "--help")
+    assert "Examples" in run_help.stdout and "--set" in run_help.stdout
+
+
+def test_dry_run_prints_resolved_job(cli, tmp_path):
+    proc = cli("run", str(QUICKSTART), "--out", str(tmp_path / "o"), "--set", "train.steps=7", "--dry-run")
+    assert proc.returncode == 0
+    assert "steps: 7" in proc.stdout and "source: mnist_subset" in proc.stdout
+    assert not (tmp_path / "o").exists()
+
+
+def test_missing_job_file(cli, tmp_path):
+    proc = cli("run", str(tmp_path / "missing.yaml"), "--out", str(tmp_path / "o"))
+    assert_one_line_error(proc, "missing.yaml: job file not found")
+    assert not (tmp_path / "o").exists()
+
+
+def test_invalid_yaml(cli, tmp_path):
+    job = tmp_path / "bad.yaml"
+    job.write_text("train: {steps: 3\n")
+    proc = cli("run", str(job), "--out", str(tmp_path / "o"))
+    assert_one_line_error(proc, "bad.yaml: invalid YAML")
+    assert not (tmp_path / "o").exists()
+
+
+def test_unknown_model(cli, tmp_path):
+    proc = cli("run", str(QUICKSTART), "--out", str(tmp_path / "o"), "--set", "model.name=nope")
+    assert_one_line_error(proc, "model.name: unknown model 'nope'")
+    assert not (tmp_path / "o").exists()
+
+
+def test_unknown_field(cli, tmp_path):
+    proc = cli("train", str(QUICKSTART), "--out", str(tmp_path / "o"), "--set", "train.stepz=5")
+    assert_one_line_error(proc, "train.stepz: unknown field")
+
+
+def test_empty_image_folder(cli, tmp_path):
+    (tmp_path / "imgs").mkdir()
+    proc = cli("run", str(QUICKSTART), "--out", str(tmp_path / "o"),
+               "--set", "data.source=folder", "--set", f"data.path={tmp_path / 'imgs'}")
+    assert_one_line_error(proc, "has no class sub-folders")
+    assert not (tmp_path / "o").exists()
+
+
+def test_unreadable_image(cli, tmp_path):
+    cls = tmp_path / "imgs" / "a"
+    cls.mkdir(parents=True)
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(cls / "ok.png")
+    (cls / "bad.jpg").write_bytes(b"\xff\xd8garbage")
+    proc = cli("run", str(QUICKSTART), "--out", str(tmp_path / "o"),
+               "--set", "data.source=folder", "--set", f"data.path={tmp_path / 'imgs'}")
+    assert_one_line_error(proc, "cannot read image", "bad.jpg")
+    assert not (tmp_path / "o").exists()
+
+
+def test_out_dir_of_another_job(cli, tmp_path):
+    out = tmp_path / "o"
+    (out / ".synth").mkdir(parents=True)
+    (out / ".synth" / "job.json").write_text('{"identity": "someone-else"}')
+    before = sorted(p.name for p in out.rglob("*"))
+    proc = cli("run", str(QUICKSTART), "--out", str(out))
+    assert_one_line_error(proc, "holds the output of another job")
+    assert sorted(p.name for p in out.rglob("*")) == before
+
+
+def test_out_dir_with_unrelated_files(cli, tmp_path):
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / "notes.txt").write_text("mine")
+    proc = cli("run", str(QUICKSTART), "--out", str(tmp_path / "o"))
+    assert_one_line_error(proc, "holds no synth job")
+
+
+def test_generate_before_train(cli, tmp_path):
+    proc = cli("generate", str(QUICKSTART), "--out", str(tmp_path / "o"))
+    assert_one_line_error(proc, "no synth job here")

@@ -1,0 +1,90 @@
+import pytest
+
+from synth.errors import SynthError
+from synth.spec import Job, apply_overrides, load_job
+
+from ..conftest import QUICKSTART
+
+
+def write(tmp_path, text, name="job.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_quickstart_loads_with_every_section():
+    job = load_job(QUICKSTART)
+    assert job.data.source == "mnist_subset"
+    assert job.model.name == "dcgan_cond"
+    assert job.generate.count == 10_000 and job.generate.shard_size == 1_000
+    assert set(Job.model_fields) == {"seed", "data", "model", "train", "generate", "evaluate", "output"}
+
+
+@pytest.mark.parametrize(
+    "field",
+    ["train.steps", "train.batch_size", "train.num_workers", "generate.count", "generate.shard_size",
+     "generate.batch_size", "generate.num_workers", "evaluate.num_samples"],
+)
+def test_required_override_names_exist(field):
+    job = load_job(QUICKSTART, [f"{field}=4"])
+    section, name = field.split(".")
+    assert getattr(getattr(job, section), name) == 4
+
+
+def test_unknown_field_is_named(tmp_path):
+    path = write(tmp_path, "train:\n  stepz: 10\n")
+    with pytest.raises(SynthError) as err:
+        load_job(path)
+    assert "train.stepz: unknown field" in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_mistyped_value_is_named(tmp_path):
+    path = write(tmp_path, "generate:\n  count: lots\n")
+    with pytest.raises(SynthError, match=r"generate\.count: .*integer"):
+        load_job(path)
+
+
+def test_override_of_unknown_field_fails():
+    with pytest.raises(SynthError, match=r"train\.no_such_thing: unknown field"):
+        load_job(QUICKSTART, ["train.no_such_thing=1"])
+
+
+def test_override_types_follow_yaml():
+    job = load_job(QUICKSTART, ["evaluate.inception=false", "train.lr_g=0.001", "output.name=abc"])
+    assert job.evaluate.inception is False and job.train.lr_g == 0.001 and job.output.name == "abc"
+
+
+def test_override_without_equals_fails():
+    with pytest.raises(SynthError, match="section.field=value"):
+        apply_overrides({}, ["train.steps"])
+
+
+def test_invalid_yaml_names_line(tmp_path):
+    path = write(tmp_path, "train:\n  steps: [1, 2\n")
+    with pytest.raises(SynthError, match=r"invalid YAML \(line \d+"):
+        load_job(path)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(SynthError, match="job file not found"):
+        load_job(tmp_path / "nope.yaml")
+
+
+def test_unknown_model(tmp_path):
+    path = write(tmp_path, "model:\n  name: stylegan9\n")
+    with pytest.raises(SynthError, match=r"model\.name: unknown model 'stylegan9'; choose from dcgan_cond"):
+        load_job(path)
+
+
+def test_folder_source_needs_path(tmp_path):
+    path = write(tmp_path, "data:\n  source: folder\n")
+    with pytest.raises(SynthError, match="data.path is required"):
+        load_job(path)
+
+
+def test_identity_ignores_scale_but_not_model():
+    a = load_job(QUICKSTART)
+    assert a.identity() == load_job(QUICKSTART, ["generate.count=5", "train.num_workers=2"]).identity()
+    assert a.identity() != load_job(QUICKSTART, ["model.width=32"]).identity()
+    assert a.identity() != load_job(QUICKSTART, ["seed=1"]).identity()

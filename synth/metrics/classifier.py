@@ -68,7 +68,9 @@ def train_classifier(
     n_val = max(1, int(len(images) * held_out))
     val, tr = order[:n_val], order[n_val:]
     x_tr, y_tr = from_uint8(images[tr]), torch.from_numpy(labels[tr]).long()
-    model = SmallCNN(images.shape[-1], num_classes)
+    with torch.random.fork_rng(devices=[]):  # seeded init, global RNG untouched
+        torch.manual_seed(seed)
+        model = SmallCNN(images.shape[-1], num_classes)
     steps_per_epoch = max(1, len(tr) // 128)
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=epochs * steps_per_epoch)

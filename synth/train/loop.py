@@ -155,15 +155,15 @@ def train(
         z = torch.randn(per_rank, gan_cfg.latent_dim, generator=gen, device=device)
         y_fake = torch.randint(0, data.num_classes, (per_rank,), generator=gen, device=device)
 
-        with torch.no_grad():
-            fake = G(z, y_fake)
-        scores = D(torch.cat([real, fake]), torch.cat([y_real, y_fake]))
+        # One generator forward serves both updates (the D step sees it detached).
+        fake = G(z, y_fake)
+        scores = D(torch.cat([real, fake.detach()]), torch.cat([y_real, y_fake]))
         loss_d = d_hinge_loss(scores[:per_rank], scores[per_rank:])
         opt_d.zero_grad(set_to_none=True)
         accelerator.backward(loss_d)
         opt_d.step()
 
-        fake_scores = D(G(z, y_fake), y_fake)
+        fake_scores = D(fake, y_fake)
         loss_g = g_hinge_loss(fake_scores)
         opt_g.zero_grad(set_to_none=True)
         accelerator.backward(loss_g)

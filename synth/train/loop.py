@@ -13,7 +13,6 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -93,9 +92,7 @@ def replica_max_diff(modules: list[torch.nn.Module]) -> tuple[int, float]:
     return dist.get_world_size(), float(spread.max().item())
 
 
-def train(
-    job: Job, out_dir: str | Path, report: Callable[[dict], None] | None = None, log_lines: bool = True
-) -> TrainResult:
+def train(job: Job, out_dir: str | Path, log_lines: bool = True) -> TrainResult:
     """Train the job's model; checkpoint and export the EMA generator under out_dir.
 
     ``log_lines`` prints a line per ``train.log_every`` steps (for cluster logs);
@@ -174,9 +171,7 @@ def train(
         if done % tcfg.log_every == 0 or done == tcfg.steps:
             figures = torch.stack([loss_d.detach(), loss_g.detach(), scores[:per_rank].mean(), scores[per_rank:].mean()])
             figures = accelerator.reduce(figures, reduction="mean").tolist()
-            row = curves.write(done, figures, tcfg.batch_size)
-            if report is not None:
-                report(row)
+            curves.write(done, figures, tcfg.batch_size)
         if done % tcfg.checkpoint_every == 0 and done != tcfg.steps:
             save(done)
 

@@ -1,3 +1,12 @@
-"""synth: train an image generative model, mass-generate WebDataset shards, judge them."""
+"""synth: train an image generative model, mass-generate WebDataset shards on Ray, judge them."""
 
 __version__ = "0.1.0"
+__all__ = ["open_dataset"]
+
+
+def __getattr__(name: str):
+    if name == "open_dataset":  # lazy: `import synth` stays light
+        from synth.dataset import open_dataset
+
+        return open_dataset
+    raise AttributeError(f"module 'synth' has no attribute {name!r}")

@@ -5,6 +5,7 @@ Heavy libraries (torch, ray) are imported inside the commands, so ``synth --help
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -159,6 +160,59 @@ def evaluate(job: JobArg, out: OutOpt, set_: SetOpt = None, dry_run: DryOpt = Fa
     _say_evaluated(figures, out)
 
 
+@app.command()
+@guarded
+def verify(
+    dataset: Annotated[str, typer.Argument(help="a job's --out folder, or a dataset folder or fsspec URL",
+                                           show_default=False)],  # fmt: skip
+) -> None:
+    """Check every shard against the manifest: count, checksum, images decode, labels in range.
+
+    Exits 0 if all is well, 1 naming each bad shard.
+
+    Examples:
+
+      synth verify runs/quickstart
+
+      synth verify s3://bucket/datasets/digits-synth
+    """
+    from synth.manifest import WIDS_INDEX, verify as verify_dataset
+    from synth.progress import Progress
+    from synth.storage import Store
+
+    store = _dataset_location(dataset)
+    index = json.loads(store.read_bytes(WIDS_INDEX)) if store.exists(WIDS_INDEX) else {"shardlist": []}
+    with Progress("verify", len(index["shardlist"]), "shards") as bar:
+        checks = verify_dataset(store, on_shard=lambda check: bar.update(1))
+    bad = [c for c in checks if c.problems]
+    for check in bad:
+        for problem in check.problems:
+            print(f"bad shard {check.name}: {problem}", file=sys.stderr)
+    samples = sum(c.samples for c in checks)
+    if bad:
+        typer.echo(f"verify: {len(bad)} of {len(checks)} shards bad ({samples:,} samples in the manifest)")
+        raise typer.Exit(1)
+    typer.echo(f"verify: ok, {len(checks)} shards, {samples:,} samples at {store.uri()}")
+
+
+def _dataset_location(text: str):
+    """A dataset's Store: the folder or URL itself, or the output.url of the job whose --out this is."""
+    from synth.errors import SynthError
+    from synth.pipeline import JOB_FILE
+    from synth.storage import Store, is_url
+
+    if not is_url(text):
+        path = Path(text)
+        if not path.is_dir():
+            raise SynthError(f"{text}: no such folder")
+        job_file = path / JOB_FILE
+        if not (path / "shardindex.json").is_file() and job_file.is_file():
+            url = json.loads(job_file.read_text()).get("job", {}).get("output", {}).get("url")
+            if url:
+                return Store(url)
+    return Store(text)
+
+
 def _say_trained(t: dict) -> None:
     if t.get("skipped"):
         typer.echo(f"trained: already at step {t['step']}; nothing to do")
@@ -168,9 +222,10 @@ def _say_trained(t: dict) -> None:
 
 def _say_generated(g: dict, out: Path) -> None:
     typer.echo(
-        f"generated: {g['count']:,} images in {g['shards']} shards under {out / 'shards'} "
+        f"generated: {g['count']:,} images in {g['shards']} shards under {g['location'].rstrip('/')}/shards "
         f"({g['generated']:,} new, {g['images_per_s']:,.0f} images/s; {g['skipped_shards']} shards already done)"
     )
+    typer.echo(f"manifest: {g['manifest']} (+ shardindex.json for wids, _info.json for timm)")
 
 
 def _say_evaluated(f: dict, out: Path) -> None:

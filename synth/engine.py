@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -137,31 +136,39 @@ def _find_user_error(exc: BaseException) -> SynthError | None:
 
 def map_shards(
     fn: Callable,
-    works: Sequence,
+    works: Iterable,
     shared: bytes,
     max_in_flight: int,
     on_result: Callable[[Any], None],
     max_retries: int = 3,
-) -> list:
+) -> int:
     """Run ``fn(work, shared)`` as one Ray task per work item, at most ``max_in_flight`` at once.
 
-    ``shared`` (the generator weights) is put in the object store once. A task
-    whose worker dies is retried by Ray (``max_retries``); ``fn`` is idempotent.
+    ``works`` is consumed lazily, so the driver holds only the tasks in
+    flight, whatever the number of shards. ``shared`` (the generator weights)
+    is put in the object store once. A task whose worker dies is retried by
+    Ray (``max_retries``); ``fn`` is idempotent. Returns the number of tasks run.
     """
     import ray
 
     remote = ray.remote(num_cpus=1, max_retries=max_retries)(fn)
     shared_ref = ray.put(shared)
-    pending: dict[Any, Any] = {}
-    queue = deque(works)
-    results = []
-    while queue or pending:
-        while queue and len(pending) < max_in_flight:
-            work = queue.popleft()
-            pending[remote.remote(work, shared_ref)] = work
+    pending: set = set()
+    works = iter(works)
+    exhausted = False
+    finished = 0
+    while not exhausted or pending:
+        while not exhausted and len(pending) < max_in_flight:
+            work = next(works, None)
+            if work is None:
+                exhausted = True
+            else:
+                pending.add(remote.remote(work, shared_ref))
+        if not pending:
+            break
         done, _ = ray.wait(list(pending), num_returns=1)
         for ref in done:
-            pending.pop(ref)
+            pending.discard(ref)
             try:
                 result = ray.get(ref)
             except ray.exceptions.RayTaskError as exc:
@@ -169,6 +176,6 @@ def map_shards(
                 if isinstance(cause, SynthError):
                     raise SynthError(str(cause)) from None
                 raise
-            results.append(result)
+            finished += 1
             on_result(result)
-    return results
+    return finished

@@ -1,44 +1,217 @@
-"""The Parquet manifest: one row per sample, gathered from the per-shard parts."""
+"""The dataset's index files, and checking a dataset against them.
+
+Next to ``shards/`` a finished generation holds:
+- ``manifest.parquet``: one row per sample (key, shard, index, source, copy, class, seed), one
+  row group per shard, in shard order;
+- ``shardindex.json``: the wids shard index (url, nsamples, filesize, md5sum per shard);
+- ``_info.json``: timm's WebDataset info (per-split file names and shard lengths).
+They are built by streaming the shards' manifest parts, one at a time, so
+memory does not grow with the number of samples.
+"""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
+import io
+import json
+from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from PIL import Image
 
 from synth.errors import SynthError
 from synth.generate.plan import Plan
-from synth.generate.worker import part_path
+from synth.generate.worker import part_rel, read_part_meta, shard_rel
+from synth.shards import read_shard
+from synth.storage import Store
 
 MANIFEST_FILE = "manifest.parquet"
+WIDS_INDEX = "shardindex.json"
+INFO_FILE = "_info.json"
+IMAGE_EXTS = ("png", "webp", "jpg")
 
 
-def write_manifest(out_dir: str | Path, plan: Plan) -> Path:
-    """Concatenate the shards' parts in shard order into ``manifest.parquet``.
+def write_manifest(store: Store, plan: Plan, class_names: list[str], name: str = "synth") -> dict:
+    """Concatenate the shards' parts in shard order into the manifest, and write the indexes.
 
-    Checks that every shard has its part and the total is exactly plan.count.
+    Checks that every shard has its part and that the total is exactly
+    ``plan.count``. Returns a small summary (samples, shards, bytes).
     """
-    out_dir = Path(out_dir)
-    tables = []
-    for shard in plan.shards():
-        part = part_path(out_dir, shard.name)
-        if not part.is_file():
-            raise SynthError(f"{shard.name}: shard has no manifest part; rerun 'synth generate' to finish it")
-        tables.append(pq.read_table(part).replace_schema_metadata(None))
-    table = pa.concat_tables(tables) if tables else pa.table({})
-    if table.num_rows != plan.count:
-        raise SynthError(f"{MANIFEST_FILE}: {table.num_rows} rows for {plan.count} planned samples")
-    path = out_dir / MANIFEST_FILE
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
-    return path
+    shardlist = []
+    rows = total_bytes = 0
+    schema = None
+    meta = {"class_names": json.dumps(list(class_names)), "num_classes": str(len(class_names))}
+    with store.atomic(MANIFEST_FILE) as fh:
+        writer = None
+        try:
+            for shard in plan.shards():
+                part_meta = read_part_meta(store, shard.name)
+                if part_meta is None:
+                    raise SynthError(f"{shard.name}: shard has no manifest part; rerun 'synth generate' to finish it")
+                with store.open(part_rel(shard.name)) as part:
+                    table = pq.read_table(part).replace_schema_metadata(None)
+                if table.num_rows != shard.size:
+                    raise SynthError(f"{shard.name}: manifest part has {table.num_rows} rows, the plan {shard.size}")
+                if writer is None:
+                    schema = table.schema.with_metadata(meta)
+                    writer = pq.ParquetWriter(fh, schema)
+                writer.write_table(table.cast(schema))
+                rows += table.num_rows
+                total_bytes += int(part_meta["tar_bytes"])
+                shardlist.append({"url": shard_rel(shard.name), "nsamples": table.num_rows,
+                                  "filesize": int(part_meta["tar_bytes"]), "md5sum": part_meta["md5"]})  # fmt: skip
+        finally:
+            if writer is not None:
+                writer.close()
+    if rows != plan.count:
+        raise SynthError(f"{MANIFEST_FILE}: {rows} rows for {plan.count} planned samples")
+    wids = {"__kind__": "wids-shard-index-v1", "wids_version": 1, "name": name, "shardlist": shardlist}
+    store.write_bytes(WIDS_INDEX, (json.dumps(wids, indent=1) + "\n").encode())
+    info = {
+        "name": name,
+        "num_classes": len(class_names),
+        "class_names": list(class_names),
+        "splits": {
+            "train": {
+                "name": "train",
+                "num_samples": rows,
+                "filenames": [s["url"] for s in shardlist],
+                "shard_lengths": [s["nsamples"] for s in shardlist],
+            }
+        },
+    }
+    store.write_bytes(INFO_FILE, (json.dumps(info, indent=1) + "\n").encode())
+    return {"samples": rows, "shards": len(shardlist), "bytes": total_bytes}
 
 
-def read_manifest(out_dir: str | Path) -> pa.Table:
-    path = Path(out_dir) / MANIFEST_FILE
-    if not path.is_file():
-        raise SynthError(f"{path}: no manifest; run 'synth generate' with this --out first")
-    return pq.read_table(path)
+def read_manifest(store: Store) -> pa.Table:
+    if not store.exists(MANIFEST_FILE):
+        raise SynthError(f"{store.uri(MANIFEST_FILE)}: no manifest; run 'synth generate' for this dataset first")
+    with store.open(MANIFEST_FILE) as fh:
+        return pq.read_table(fh)
+
+
+def read_info(store: Store) -> dict:
+    """The dataset's ``_info.json`` (written with the manifest)."""
+    if not store.exists(INFO_FILE):
+        raise SynthError(f"{store.uri()}: no {INFO_FILE}; is this a synth dataset whose generation finished?")
+    try:
+        return json.loads(store.read_bytes(INFO_FILE))
+    except json.JSONDecodeError:
+        raise SynthError(f"{store.uri(INFO_FILE)}: not valid JSON") from None
+
+
+@dataclass
+class ShardCheck:
+    name: str
+    samples: int
+    problems: list[str]
+
+
+def verify(store: Store, on_shard=None) -> list[ShardCheck]:
+    """Check every shard against the manifest and the shard index.
+
+    Per shard: the file exists, its size and md5 match the index, it is a
+    readable tar whose samples are exactly the manifest's keys in order, every
+    sample has its class, metadata and image, every image decodes, and every
+    class is in range and agrees with the manifest. Shards on disk that the
+    index does not list are reported too.
+    """
+    if not store.exists(WIDS_INDEX):
+        raise SynthError(f"{store.uri()}: no {WIDS_INDEX}; is this a synth dataset whose generation finished?")
+    index = json.loads(store.read_bytes(WIDS_INDEX))
+    manifest_file = pq.ParquetFile(store.open(MANIFEST_FILE)) if store.exists(MANIFEST_FILE) else None
+    if manifest_file is None:
+        raise SynthError(f"{store.uri(MANIFEST_FILE)}: missing")
+    meta = manifest_file.schema_arrow.metadata or {}
+    num_classes = int(meta.get(b"num_classes", b"0")) or None
+    expected = _manifest_by_shard(manifest_file)
+    checks = []
+    listed = set()
+    for entry in index["shardlist"]:
+        rel = entry["url"]
+        name = rel.rsplit("/", 1)[-1]
+        listed.add(name)
+        keys, classes = expected.get(name, ([], []))
+        problems = _check_shard(store, rel, entry, keys, classes, num_classes)
+        checks.append(ShardCheck(name, len(keys), problems))
+        if on_shard is not None:
+            on_shard(checks[-1])
+    unknown = sorted(set(expected) - listed)
+    for name in unknown:
+        checks.append(ShardCheck(name, len(expected[name][0]), [f"in {MANIFEST_FILE} but not in {WIDS_INDEX}"]))
+    on_disk = {n for n in store.listdir("shards") if n.endswith(".tar") and not n.startswith(".")}
+    for name in sorted(on_disk - listed):
+        checks.append(ShardCheck(name, 0, [f"not listed in {WIDS_INDEX} (left over from another plan?)"]))
+    return checks
+
+
+def _manifest_by_shard(manifest_file: pq.ParquetFile) -> dict[str, tuple[list[str], list[int]]]:
+    out: dict[str, tuple[list[str], list[int]]] = {}
+    for batch in manifest_file.iter_batches(columns=["key", "shard", "class"], batch_size=65536):
+        for key, shard, cls in zip(*(batch.column(c).to_pylist() for c in ("key", "shard", "class"))):
+            keys, classes = out.setdefault(shard, ([], []))
+            keys.append(key)
+            classes.append(cls)
+    return out
+
+
+def _check_shard(store: Store, rel: str, entry: dict, keys: list[str], classes: list[int], num_classes) -> list[str]:
+    size = store.size(rel)
+    if size is None:
+        return ["missing"]
+    problems = []
+    if size != entry["filesize"]:
+        problems.append(f"size {size} bytes, the index says {entry['filesize']} (truncated or replaced?)")
+    if entry["nsamples"] != len(keys):
+        problems.append(f"index lists {entry['nsamples']} samples, the manifest {len(keys)}")
+    from synth.shards import md5_file
+
+    md5 = md5_file(store.open(rel))
+    if md5 != entry["md5sum"]:
+        problems.append(f"md5 {md5}, the index says {entry['md5sum']}")
+    seen = []
+    try:
+        with store.open(rel) as fh:
+            for j, (key, fields) in enumerate(read_shard(fh)):
+                seen.append(key)
+                problem = _check_sample(key, fields, classes[j] if j < len(classes) else None, num_classes)
+                if problem:
+                    problems.append(problem)
+    except Exception as exc:  # a damaged tar raises many kinds of errors: each is this shard's problem
+        problems.append(f"unreadable tar after {len(seen)} samples ({type(exc).__name__}: {exc})")
+        return problems
+    if seen != keys:
+        missing = len(set(keys) - set(seen))
+        extra = len(set(seen) - set(keys))
+        problems.append(f"samples differ from the manifest ({len(seen)} in tar, {len(keys)} in manifest, "
+                        f"{missing} missing, {extra} unexpected, or out of order)")  # fmt: skip
+    return problems[:20]
+
+
+def _check_sample(key: str, fields: dict[str, bytes], expected_class, num_classes) -> str | None:
+    images = [ext for ext in IMAGE_EXTS if ext in fields]
+    if "cls" not in fields or not images:
+        return f"sample {key}: missing {'cls' if 'cls' not in fields else 'image'}"
+    try:
+        label = int(fields["cls"])
+    except ValueError:
+        return f"sample {key}: class {fields['cls'][:20]!r} is not an integer"
+    if num_classes is not None and not 0 <= label < num_classes:
+        return f"sample {key}: class {label} out of range 0-{num_classes - 1}"
+    if expected_class is not None and label != expected_class:
+        return f"sample {key}: class {label}, the manifest says {expected_class}"
+    try:
+        with Image.open(io.BytesIO(fields[images[0]])) as img:
+            img.load()
+            np.asarray(img)
+    except Exception as exc:  # PIL raises several types for broken images
+        return f"sample {key}: image does not decode ({type(exc).__name__})"
+    if "json" in fields:
+        try:
+            if json.loads(fields["json"]).get("class") != label:
+                return f"sample {key}: .json class differs from .cls"
+        except json.JSONDecodeError:
+            return f"sample {key}: .json is not valid JSON"
+    return None

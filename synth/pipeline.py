@@ -18,10 +18,14 @@ from synth.errors import SynthError
 from synth.spec import Job, digest
 
 JOB_FILE = ".synth/job.json"
+DATASET_FILE = ".synth/dataset.json"
 
 
 def check_out_dir(out: Path, job: Job, must_exist: bool = False) -> None:
     """Refuse an --out that holds something other than this job's output. Writes nothing."""
+    if ":/" in str(out):
+        raise SynthError(f"--out {out}: must be a folder (shared by the nodes on a cluster); "
+                         "to write the shards to a URL, set output.url")  # fmt: skip
     if out.exists() and not out.is_dir():
         raise SynthError(f"--out {out}: exists and is not a folder")
     job_file = out / JOB_FILE
@@ -60,6 +64,11 @@ def preflight(job: Job):
     if data.num_classes < 1 or len(data) == 0:
         raise SynthError(f"data: {job.data.source} gave no images")
     build_gan(job.model, job.data.resolution, job.data.channels, data.num_classes)
+    class_counts(job, list(data.class_names), data)
+    if job.output.url:
+        from synth.storage import Store
+
+        Store(job.output.url).fs  # noqa: B018 - fails now, with the package to install, if the protocol is unknown
     if job.train.batch_size % job.train.num_workers:
         raise SynthError(
             f"train.batch_size: {job.train.batch_size} does not split evenly across {job.train.num_workers} workers"
@@ -112,71 +121,132 @@ def _watch_train_log(path: Path, bar, stop: threading.Event) -> None:
         bar.update(completed=step, extra=f"loss_d {loss_d:.3f} loss_g {loss_g:.3f}")
 
 
-def shard_works(job: Job, out: Path):
-    """The plan and one ShardWork per shard, tied to the trained generator."""
+def dataset_store(job: Job, out: Path):
+    """Where the dataset (shards, manifest, indexes) goes: ``output.url``, or --out itself."""
+    from synth.storage import Store
+
+    return Store(job.output.url) if job.output.url else Store(out)
+
+
+def class_counts(job: Job, class_names: list[str], data=None) -> tuple[int, ...]:
+    """The exact per-class sample counts that ``generate.classes`` asks for (SynthError naming the field)."""
+    from synth.generate.plan import resolve_class_counts
+
+    g = job.generate
+    real = None
+    if g.classes == "match_real":
+        if data is None:
+            from synth.data import load_dataset
+
+            data = load_dataset(job.data, job.seed)
+        real = data.class_counts().tolist()
+    return resolve_class_counts(g.classes, g.count, "count" in g.model_fields_set, job.augment.copies,
+                                list(class_names), real)  # fmt: skip
+
+
+def check_dataset_store(job: Job, out: Path) -> None:
+    """Refuse an ``output.url`` that holds something other than this job's dataset. Writes nothing."""
+    store = dataset_store(job, out)
+    if not job.output.url:
+        return
+    if store.exists(DATASET_FILE):
+        saved = json.loads(store.read_bytes(DATASET_FILE))
+        if saved.get("identity") != job.identity():
+            raise SynthError(f"output.url {job.output.url}: holds the dataset of another job; choose another URL")
+    elif any(not name.startswith(".") for name in store.listdir("")):
+        raise SynthError(f"output.url {job.output.url}: not empty and holds no synth dataset; choose another URL")
+
+
+def generation_plan(job: Job, out: Path, data=None):
+    """The plan, one ShardWork per shard (lazily), the generator weights and the class names."""
     from synth.generate.plan import Plan
-    from synth.generate.worker import GeneratorRef, ShardWork
+    from synth.generate.worker import Encoding, GeneratorRef, ShardWork
     from synth.train import checkpoint as ckpt
 
     meta, weights = ckpt.load_generator_files(out / "checkpoints")
-    mcfg, names = meta["model_config"], meta["class_names"]
+    mcfg, names = meta["model_config"], list(meta["class_names"])
     g = job.generate
-    plan = Plan(g.count, g.shard_size, mcfg["num_classes"], job.seed, job.output.name)
+    plan = Plan(class_counts(job, names, data), g.shard_size, job.seed, job.output.name, job.augment.copies)
+    encoding = Encoding(g.format, g.png_compression, g.quality, g.lossless, g.resolution, g.resize_filter)
     ref = GeneratorRef(job.model.name, mcfg, meta["digest"])
-    plan_digest = digest({"plan": asdict(plan), "generator": meta["digest"], "format": g.format})
-    works = [ShardWork(str(out.resolve()), plan, s, g.batch_size, plan_digest, ref, tuple(names)) for s in plan.shards()]
-    return plan, works, weights
+    plan_digest = digest({"plan": asdict(plan), "generator": meta["digest"], "encoding": asdict(encoding),
+                          "augment": job.augment.model_dump(mode="json")})  # fmt: skip
+    store = dataset_store(job, out)
+    works = (ShardWork(store, plan, s, g.batch_size, plan_digest, ref, tuple(names), encoding, job.augment)
+             for s in plan.shards())  # fmt: skip
+    return plan, works, weights, names
 
 
 def run_generate(job: Job, out: Path) -> dict:
-    """Write ``generate.count`` samples as shards (skipping shards already done) and the manifest."""
+    """Write exactly the planned samples as shards (skipping shards already done), the manifest and indexes."""
+    import resource
+
     from synth import engine
-    from synth.generate.worker import PARTS_DIR, shard_is_done, write_one_shard
+    from synth.generate.worker import shard_is_done, write_one_shard
     from synth.manifest import write_manifest
     from synth.progress import Progress
 
     check_out_dir(out, job, must_exist=True)
-    plan, works, weights = shard_works(job, out)
-    remove_stale_shards(out, {w.shard.name for w in works}, PARTS_DIR)
-    todo = [w for w in works if not shard_is_done(w)]
-    already = plan.count - sum(w.shard.size for w in todo)
+    check_dataset_store(job, out)
+    plan, works, weights, names = generation_plan(job, out)
+    store = dataset_store(job, out)
+    if job.output.url:
+        store.write_bytes(DATASET_FILE, json.dumps({"identity": job.identity(), "name": job.output.name}).encode())
+    remove_stale_shards(store, plan)
     t0 = time.perf_counter()
-    shards_done = len(works) - len(todo)
-    with Progress("generate", plan.count, "img", extra=f"shards {shards_done}/{len(works)}") as bar:
-        bar.done = already
+    done = {"shards": 0, "skipped": 0, "made": 0, "worker_peak_rss_mb": 0.0}
+    with Progress("generate", plan.count, "img", extra=f"shards 0/{plan.num_shards}") as bar:
+
+        def todo():
+            for work in works:
+                if shard_is_done(work):
+                    done["shards"] += 1
+                    done["skipped"] += 1
+                    bar.update(work.shard.size, extra=f"shards {done['shards']}/{plan.num_shards}")
+                else:
+                    yield work
 
         def on_result(result) -> None:
-            nonlocal shards_done
-            shards_done += 1
-            bar.update(result.num_samples, extra=f"shards {shards_done}/{len(works)}")
+            done["shards"] += 1
+            done["made"] += result.num_samples
+            done["worker_peak_rss_mb"] = max(done["worker_peak_rss_mb"], result.peak_rss_mb)
+            bar.update(result.num_samples, extra=f"shards {done['shards']}/{plan.num_shards}")
 
-        engine.map_shards(write_one_shard, todo, weights, job.generate.num_workers, on_result)
+        engine.map_shards(write_one_shard, todo(), weights, job.generate.num_workers, on_result)
     seconds = time.perf_counter() - t0
-    manifest = write_manifest(out, plan)
-    made = plan.count - already
+    summary = write_manifest(store, plan, names, job.output.name)
+    made = done["made"]
     return {
         "count": plan.count,
+        "class_counts": list(plan.class_counts),
+        "copies": plan.copies,
         "shards": plan.num_shards,
+        "bytes": summary["bytes"],
         "generated": made,
-        "skipped_shards": len(works) - len(todo),
+        "skipped_shards": done["skipped"],
         "seconds": seconds,
         "images_per_s": made / seconds if made else 0.0,
-        "manifest": str(manifest),
+        "location": store.uri(),
+        "manifest": store.uri("manifest.parquet"),
+        "worker_peak_rss_mb": round(done["worker_peak_rss_mb"], 1),
+        "driver_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
     }
 
 
-def remove_stale_shards(out: Path, keep: set[str], parts_dir: str) -> None:
-    """Delete shards (and parts, and leftover temporaries) that the current plan does not have."""
-    shards = out / "shards"
-    if shards.is_dir():
-        for path in shards.iterdir():
-            if path.name.startswith(".") or (path.suffix == ".tar" and path.name not in keep):
-                path.unlink()
-    parts = out / parts_dir
-    if parts.is_dir():
-        for path in parts.iterdir():
-            if path.name.startswith(".") or path.name.removesuffix(".parquet") + ".tar" not in keep:
-                path.unlink()
+def remove_stale_shards(store, plan) -> None:
+    """Delete shards and parts the current plan does not have, and temporaries left by killed attempts."""
+    import re
+
+    from synth.generate.worker import PARTS_DIR, SHARDS_DIR
+
+    pattern = re.compile(rf"^{re.escape(plan.prefix)}-(\d{{6,}})\.(tar|parquet)$")
+    for folder in (SHARDS_DIR, PARTS_DIR):
+        for name in store.listdir(folder):
+            m = pattern.match(name)
+            if name.startswith(".") or (m and int(m.group(1)) >= plan.num_shards) or (
+                not m and name.endswith((".tar", ".parquet"))
+            ):
+                store.remove(f"{folder}/{name}")
 
 
 def run_evaluate(job: Job, out: Path) -> dict:

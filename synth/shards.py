@@ -3,27 +3,28 @@
 A shard is a POSIX tar whose members are ``KEY.EXT`` files, grouped by key and
 sorted by extension within a key. Every member has mtime 0, mode 0644, uid/gid
 0 and empty owner names, so the same samples always give the same bytes. A
-shard is written under a temporary name in the same folder and renamed when
-complete: readers never see a partial shard.
+shard is streamed to a temporary name in its store and moved into place when
+complete (storage.Store.atomic): readers never see a partial shard.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-import os
 import tarfile
-import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
+
+from synth.storage import Store
 
 
 @dataclass(frozen=True)
 class ShardFile:
-    """What was written: path, byte size, md5 of the tar, sample count."""
+    """What was written: path in its store, byte size, md5 of the tar, sample count."""
 
-    path: Path
+    path: str
     num_bytes: int
     md5: str
     num_samples: int
@@ -58,39 +59,36 @@ class _HashingWriter(io.RawIOBase):
         return self.fh.write(data)
 
 
-def write_shard(path: str | Path, samples: Iterable[tuple[str, dict[str, bytes]]]) -> ShardFile:
-    """Write ``(key, {ext: bytes})`` samples to a tar at ``path``, atomically.
+def write_tar(fh, samples: Iterable[tuple[str, dict[str, bytes]]]) -> tuple[int, int, str]:
+    """Stream ``(key, {ext: bytes})`` samples as a tar into ``fh``: (samples, bytes, md5).
 
     Keys must not contain dots (WebDataset splits key and extension at the
     first dot). Extensions are written in sorted order.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:12]}")
     count = 0
-    try:
-        with open(tmp, "wb") as raw:
-            hashing = _HashingWriter(raw)
-            with tarfile.open(fileobj=hashing, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-                for key, fields in samples:
-                    if "." in key or "/" in key:
-                        raise ValueError(f"sample key {key!r} must not contain '.' or '/'")
-                    for ext in sorted(fields):
-                        data = fields[ext]
-                        tar.addfile(_member(f"{key}.{ext}", len(data)), io.BytesIO(data))
-                    count += 1
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return ShardFile(path, hashing.count, hashing.md5.hexdigest(), count)
+    hashing = _HashingWriter(fh)
+    with tarfile.open(fileobj=hashing, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for key, fields in samples:
+            if "." in key or "/" in key:
+                raise ValueError(f"sample key {key!r} must not contain '.' or '/'")
+            for ext in sorted(fields):
+                data = fields[ext]
+                tar.addfile(_member(f"{key}.{ext}", len(data)), io.BytesIO(data))
+            count += 1
+    return count, hashing.count, hashing.md5.hexdigest()
 
 
-def read_shard(path: str | Path) -> Iterator[tuple[str, dict[str, bytes]]]:
-    """Yield ``(key, {ext: bytes})`` per sample, in file order."""
-    with tarfile.open(path, mode="r:") as tar:
+def write_shard(store: Store, rel: str, samples: Iterable[tuple[str, dict[str, bytes]]]) -> ShardFile:
+    """Write a shard at ``rel`` in ``store``, atomically (never visible half-written)."""
+    with store.atomic(rel) as fh:
+        count, num_bytes, md5 = write_tar(fh, samples)
+    return ShardFile(rel, num_bytes, md5, count)
+
+
+def read_shard(source: str | Path | IO[bytes]) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """Yield ``(key, {ext: bytes})`` per sample, in file order, from a path or an open binary file."""
+    kwargs = {"name": source} if isinstance(source, (str, Path)) else {"fileobj": source}
+    with tarfile.open(mode="r:", **kwargs) as tar:
         key, fields = None, {}
         for member in tar:
             if not member.isfile():
@@ -106,9 +104,9 @@ def read_shard(path: str | Path) -> Iterator[tuple[str, dict[str, bytes]]]:
             yield key, fields
 
 
-def md5_file(path: str | Path) -> str:
+def md5_file(path: str | Path | IO[bytes]) -> str:
     h = hashlib.md5()
-    with open(path, "rb") as fh:
+    with (open(path, "rb") if isinstance(path, (str, Path)) else path) as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()

@@ -10,11 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
 
+from synth.augment import AugmentSpec
 from synth.errors import SynthError
 
 DataSource = Literal["digits", "mnist_subset", "fashion_mnist", "folder"]
@@ -67,14 +68,75 @@ class TrainSpec(_Section):
     log_every: int = Field(50, ge=1)
 
 
-class GenerateSpec(_Section):
-    """How many images to make and how they are cut into shards."""
+class ClassCounts(_Section):
+    """Exact samples per class, by class name or index; classes left out get none."""
 
-    count: int = Field(10_000, ge=1)
-    shard_size: int = Field(1_000, ge=1)
-    batch_size: int = Field(250, ge=1)
+    counts: dict[str | int, int] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _non_negative(self) -> "ClassCounts":
+        bad = [k for k, v in self.counts.items() if v < 0]
+        if bad:
+            raise ValueError(f"counts must be >= 0 (class {bad[0]!r})")
+        return self
+
+
+class ClassProportions(_Section):
+    """Share of samples per class (any positive weights; normalised), by class name or index."""
+
+    proportions: dict[str | int, float] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _positive(self) -> "ClassProportions":
+        if any(v < 0 for v in self.proportions.values()) or sum(self.proportions.values()) <= 0:
+            raise ValueError("proportions must be >= 0 and not all 0")
+        return self
+
+
+def _classes_kind(value: Any) -> str | None:
+    if isinstance(value, str):
+        return "name"
+    if isinstance(value, (ClassCounts, ClassProportions)):
+        return "counts" if isinstance(value, ClassCounts) else "proportions"
+    if isinstance(value, dict) and len(value) == 1:
+        return next(k for k in value if k in ("counts", "proportions")) if set(value) & {"counts", "proportions"} else None
+    return None
+
+
+Classes = Annotated[
+    Union[
+        Annotated[Literal["balanced", "match_real"], Tag("name")],
+        Annotated[ClassCounts, Tag("counts")],
+        Annotated[ClassProportions, Tag("proportions")],
+    ],
+    Discriminator(
+        _classes_kind,
+        custom_error_type="classes",
+        custom_error_message="expected balanced, match_real, {counts: {class: n}} or {proportions: {class: w}}",
+    ),
+]
+
+ResizeFilter = Literal["nearest", "bilinear", "bicubic", "lanczos", "box"]
+
+
+class GenerateSpec(_Section):
+    """How many images to make, of which classes, how they are encoded and cut into shards."""
+
+    count: int = Field(10_000, ge=1, description="samples written, augmented copies included; exact")
+    classes: Classes = Field(
+        "balanced",
+        description="balanced | match_real (the real data's class shares) | {counts: {class: n}} | "
+        "{proportions: {class: w}}",
+    )
+    shard_size: int = Field(1_000, ge=1, description="samples per shard (the last shard may be smaller)")
+    batch_size: int = Field(250, ge=1, description="images per forward pass of the generator")
     num_workers: int = Field(2, ge=1, description="shard tasks running at once")
-    format: Literal["png"] = "png"
+    format: Literal["png", "webp", "jpg"] = "png"
+    png_compression: int = Field(6, ge=0, le=9, description="zlib level for png")
+    quality: int = Field(95, ge=1, le=100, description="jpg and lossy webp quality")
+    lossless: bool = Field(False, description="webp only: lossless")
+    resolution: int | None = Field(None, ge=4, le=4096, description="output size; default the model's")
+    resize_filter: ResizeFilter = Field("bicubic", description="PIL filter used when resolution differs")
 
 
 class EvaluateSpec(_Section):
@@ -87,9 +149,14 @@ class EvaluateSpec(_Section):
 
 
 class OutputSpec(_Section):
-    """How outputs are named."""
+    """How outputs are named, and where the dataset goes."""
 
     name: str = Field("synth", pattern=r"^[A-Za-z0-9_-]+$")
+    url: str | None = Field(
+        None,
+        description="where shards/, manifest.parquet and the indexes go: a folder or an fsspec URL "
+        "(file://, s3://, gs://, memory://); default: the job's --out folder",
+    )
 
 
 class Job(_Section):
@@ -100,20 +167,22 @@ class Job(_Section):
     model: ModelSpec = ModelSpec()
     train: TrainSpec = TrainSpec()
     generate: GenerateSpec = GenerateSpec()
+    augment: AugmentSpec = AugmentSpec()
     evaluate: EvaluateSpec = EvaluateSpec()
     output: OutputSpec = OutputSpec()
 
     def identity(self) -> str:
         """Digest of what defines this job's outputs as *the same job*.
 
-        Data, model, seed and output name. Changing steps, counts, workers
-        or metrics settings continues the same job; changing these does not.
+        Data, model, seed and output name. Changing steps, counts, workers,
+        augmentation, encoding, where the shards go or metrics settings
+        continues the same job; changing these does not.
         """
         core = {
             "seed": self.seed,
             "data": self.data.model_dump(),
             "model": self.model.model_dump(),
-            "output": self.output.model_dump(),
+            "output": {"name": self.output.name},
         }
         return digest(core)
 
@@ -157,11 +226,23 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return merged
 
 
+def _clean_loc(loc) -> list[str]:
+    """Drop pydantic's union tags and validator names: ``generate.classes.counts``, not ``...counts.counts``."""
+    out: list[str] = []
+    for part in (str(p) for p in loc):
+        if part.startswith("function-"):
+            continue
+        if out and ((out[-1] == "classes" and part == "name") or (part == out[-1] and part in ("counts", "proportions"))):
+            continue
+        out.append(part)
+    return out
+
+
 def format_validation_error(source: str, err: ValidationError) -> str:
     """One line naming each bad field: ``job.yaml: train.stepz: unknown field``."""
     parts = []
     for item in err.errors():
-        loc = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        loc = ".".join(_clean_loc(item["loc"])) or "(top level)"
         if item["type"] == "extra_forbidden":
             msg = "unknown field"
         else:

@@ -1,20 +1,23 @@
-"""The shard worker: sample -> encode -> write one shard and its manifest part.
+"""The shard worker: sample -> resize -> augment -> encode -> write one shard and its manifest part.
 
 ``write_one_shard`` is a plain, picklable function of plain data: Ray maps it
-over shards (engine.py), tests call it directly. A shard counts as done only
-when both its tar and its manifest part exist; the part is written after the
-tar is renamed into place, so a worker killed at any point leaves the shard
-either done or absent.
+over shards (engine.py), tests call it directly. It streams: the generator
+makes one batch of source images at a time, and their samples go straight
+into the tar, so a worker's memory does not depend on the shard size or the
+count. A shard counts as done only when its tar and its manifest part both
+exist and agree; the part is written after the tar is in place, so a worker
+killed at any point leaves the shard either done or absent (plus, at worst,
+a hidden temporary file that the next attempt removes).
 """
 
 from __future__ import annotations
 
 import io
 import json
-import os
+import resource
 import time
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -22,11 +25,16 @@ import pyarrow.parquet as pq
 import torch
 from PIL import Image
 
+from synth.augment import AugmentSpec, augment, sample_rng
 from synth.generate.plan import Plan, ShardTask, sample_key
 from synth.models.common import latents_for_seeds, to_uint8
 from synth.shards import write_shard
+from synth.storage import Store
 
 PARTS_DIR = ".synth/parts"
+SHARDS_DIR = "shards"
+FILTERS = {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR,
+           "bicubic": Image.Resampling.BICUBIC, "lanczos": Image.Resampling.LANCZOS, "box": Image.Resampling.BOX}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -39,16 +47,57 @@ class GeneratorRef:
 
 
 @dataclass(frozen=True)
+class Encoding:
+    """How a sample's image is stored: format and its settings, and the output size."""
+
+    format: str = "png"
+    png_compression: int = 6
+    quality: int = 95
+    lossless: bool = False
+    resolution: int | None = None
+    resize_filter: str = "bicubic"
+
+    @property
+    def ext(self) -> str:
+        return self.format
+
+    def resize(self, image: np.ndarray) -> np.ndarray:
+        """uint8 H x W x C at the model's size -> at ``resolution`` (PIL, ``resize_filter``)."""
+        if self.resolution is None or image.shape[0] == self.resolution == image.shape[1]:
+            return image
+        pil = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
+        pil = pil.resize((self.resolution, self.resolution), FILTERS[self.resize_filter])
+        out = np.asarray(pil)
+        return out[..., None] if out.ndim == 2 else out
+
+    def encode(self, image: np.ndarray) -> bytes:
+        """uint8 H x W x C (C = 1 or 3) -> file bytes. Same pixels, same bytes (no timestamps)."""
+        pil = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
+        buf = io.BytesIO()
+        if self.format == "png":
+            pil.save(buf, format="PNG", compress_level=self.png_compression)
+        elif self.format == "jpg":
+            pil.save(buf, format="JPEG", quality=self.quality)
+        elif self.format == "webp":
+            pil.save(buf, format="WEBP", quality=self.quality, lossless=self.lossless, method=4)
+        else:
+            raise ValueError(f"unknown image format {self.format!r}")
+        return buf.getvalue()
+
+
+@dataclass(frozen=True)
 class ShardWork:
     """Everything one shard task needs, besides the generator weights."""
 
-    out_dir: str
+    store: Store
     plan: Plan
     shard: ShardTask
     batch_size: int
     plan_digest: str
     generator: GeneratorRef
     class_names: tuple[str, ...]
+    encoding: Encoding = Encoding()
+    augment: AugmentSpec = field(default_factory=AugmentSpec)
 
 
 @dataclass(frozen=True)
@@ -60,6 +109,7 @@ class ShardResult:
     md5: str
     seconds: float
     skipped: bool = False
+    peak_rss_mb: float = 0.0
 
 
 _GENERATORS: dict[str, torch.nn.Module] = {}
@@ -86,95 +136,126 @@ def load_generator(ref: GeneratorRef, weights: bytes) -> torch.nn.Module:
 @torch.inference_mode()
 def sample_images(G: torch.nn.Module, seeds: np.ndarray, labels: np.ndarray, batch_size: int) -> np.ndarray:
     """uint8 NHWC images, one per (seed, label); each depends on its own seed only."""
+    return np.concatenate(list(iter_images(G, seeds, labels, batch_size)) or [np.empty((0,), np.uint8)])
+
+
+@torch.inference_mode()
+def iter_images(G: torch.nn.Module, seeds: np.ndarray, labels: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
+    """The images of ``sample_images``, one batch at a time."""
     latent_dim = G.cfg.latent_dim
-    out = []
     for i in range(0, len(seeds), batch_size):
         z = latents_for_seeds(seeds[i : i + batch_size], latent_dim)
-        y = torch.from_numpy(labels[i : i + batch_size])
-        out.append(to_uint8(G(z, y)))
-    return np.concatenate(out) if out else np.empty((0,), np.uint8)
+        y = torch.from_numpy(np.ascontiguousarray(labels[i : i + batch_size]))
+        yield to_uint8(G(z, y))
 
 
 def encode_png(image: np.ndarray) -> bytes:
-    """uint8 HWC (C = 1 or 3) -> PNG bytes (zlib level 6, no timestamps: deterministic)."""
-    pil = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
-    buf = io.BytesIO()
-    pil.save(buf, format="PNG", compress_level=6)
-    return buf.getvalue()
+    """uint8 HWC (C = 1 or 3) -> PNG bytes (zlib level 6)."""
+    return Encoding().encode(image)
 
 
-def part_path(out_dir: str | Path, shard_name: str) -> Path:
-    return Path(out_dir) / PARTS_DIR / (shard_name.removesuffix(".tar") + ".parquet")
+def part_rel(shard_name: str) -> str:
+    return f"{PARTS_DIR}/{shard_name.removesuffix('.tar')}.parquet"
+
+
+def shard_rel(shard_name: str) -> str:
+    return f"{SHARDS_DIR}/{shard_name}"
+
+
+def read_part_meta(store: Store, shard_name: str) -> dict[str, str] | None:
+    """The part's metadata (plan_digest, tar_bytes, md5, ...) or None if it is missing or unreadable."""
+    try:
+        with store.open(part_rel(shard_name)) as fh:
+            meta = pq.read_schema(fh).metadata or {}
+    except (OSError, pa.ArrowInvalid):
+        return None
+    return {k.decode(): v.decode() for k, v in meta.items()}
 
 
 def shard_is_done(work: ShardWork) -> bool:
-    """True if the shard's tar and part exist and the part matches this plan."""
-    part = part_path(work.out_dir, work.shard.name)
-    tar = Path(work.out_dir) / "shards" / work.shard.name
-    if not (part.is_file() and tar.is_file()):
+    """True if the shard's tar and part exist and the part matches this plan and this tar's size."""
+    meta = read_part_meta(work.store, work.shard.name)
+    if meta is None or meta.get("plan_digest") != work.plan_digest:
         return False
-    try:
-        meta = pq.read_schema(part).metadata or {}
-    except (OSError, pa.ArrowInvalid):
-        return False
-    return (
-        meta.get(b"plan_digest", b"").decode() == work.plan_digest
-        and int(meta.get(b"tar_bytes", b"-1")) == tar.stat().st_size
-    )
+    return work.store.size(shard_rel(work.shard.name)) == int(meta.get("tar_bytes", -1))
+
+
+def remove_temporaries(store: Store, shard_name: str) -> None:
+    """Delete what a killed attempt at this shard left behind (hidden temporary files)."""
+    for folder, name in ((SHARDS_DIR, shard_name), (PARTS_DIR, shard_name.removesuffix(".tar") + ".parquet")):
+        for path in store.fs.glob(store.path(f"{folder}/.{name}.tmp-*")):
+            store.fs.rm(path)
 
 
 def write_one_shard(work: ShardWork, weights: bytes) -> ShardResult:
     """Generate, encode and write one shard, then its manifest part. Idempotent."""
     t0 = time.perf_counter()
-    shard, plan = work.shard, work.plan
+    shard = work.shard
     if shard_is_done(work):
-        meta = pq.read_schema(part_path(work.out_dir, shard.name)).metadata
-        return ShardResult(shard.index, shard.name, shard.size, int(meta[b"tar_bytes"]), meta[b"md5"].decode(), 0.0, True)
+        meta = read_part_meta(work.store, shard.name)
+        return ShardResult(shard.index, shard.name, shard.size, int(meta["tar_bytes"]), meta["md5"], 0.0, True,
+                           _peak_rss_mb())  # fmt: skip
+    remove_temporaries(work.store, shard.name)
     G = load_generator(work.generator, weights)
-    seeds = plan.seeds(shard.start, shard.stop)
-    labels = plan.labels(shard.start, shard.stop)
-    images = sample_images(G, seeds, labels, work.batch_size)
-    keys = [sample_key(i) for i in range(shard.start, shard.stop)]
-
-    def samples():
-        for j, key in enumerate(keys):
-            meta = {
-                "key": key,
-                "index": shard.start + j,
-                "seed": int(seeds[j]),
-                "class": int(labels[j]),
-                "class_name": work.class_names[labels[j]],
-                "model": work.generator.model_name,
-                "model_digest": work.generator.digest,
-                "job_seed": plan.job_seed,
-            }
-            yield key, {
-                "cls": str(int(labels[j])).encode(),
-                "json": json.dumps(meta, sort_keys=True, separators=(",", ":")).encode(),
-                "png": encode_png(images[j]),
-            }
-
-    written = write_shard(Path(work.out_dir) / "shards" / shard.name, samples())
-    write_part(work, keys, seeds, labels, written.num_bytes, written.md5)
+    samples = work.plan.samples(shard.start, shard.stop)
+    written = write_shard(work.store, shard_rel(shard.name), _encoded_samples(work, G, samples))
+    write_part(work, samples, written.num_bytes, written.md5)
     return ShardResult(shard.index, shard.name, written.num_samples, written.num_bytes, written.md5,
-                       time.perf_counter() - t0)  # fmt: skip
+                       time.perf_counter() - t0, peak_rss_mb=_peak_rss_mb())  # fmt: skip
 
 
-def write_part(work: ShardWork, keys: list[str], seeds: np.ndarray, labels: np.ndarray, tar_bytes: int, md5: str):
-    """The shard's manifest rows, as a small Parquet file (atomic)."""
+def _encoded_samples(work: ShardWork, G, samples) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """Yield ``(key, {cls, json, image})`` for each sample, one generator batch at a time."""
+    plan, enc, aug = work.plan, work.encoding, work.augment
+    first_source = int(samples.source[0])
+    num_sources = int(samples.source[-1]) - first_source + 1
+    source_seeds = plan.source_seeds(first_source, first_source + num_sources)
+    source_labels = plan.source_labels(first_source, first_source + num_sources)
+    base = {"model": work.generator.model_name, "model_digest": work.generator.digest, "job_seed": plan.job_seed,
+            "format": enc.format}  # fmt: skip
+    j = 0  # position in samples
+    for b, images in enumerate(iter_images(G, source_seeds, source_labels, work.batch_size)):
+        for image_in_batch, image in enumerate(images):
+            source = first_source + b * work.batch_size + image_in_batch
+            image = enc.resize(image)
+            while j < len(samples.index) and samples.source[j] == source:
+                index, copy, label = int(samples.index[j]), int(samples.copy[j]), int(samples.label[j])
+                meta = {**base, "key": sample_key(index), "index": index, "source": source, "copy": copy,
+                        "seed": int(samples.seed[j]), "class": label, "class_name": work.class_names[label],
+                        "size": [int(image.shape[0]), int(image.shape[1])]}  # fmt: skip
+                if enc.resolution is not None:
+                    meta["resize"] = {"from": int(G.cfg.resolution), "filter": enc.resize_filter}
+                out = image
+                if aug.enabled:
+                    out, record = augment(aug.ops, image, sample_rng(int(samples.seed[j]), copy))
+                    meta["augment"] = record
+                yield meta["key"], {
+                    "cls": str(label).encode(),
+                    "json": json.dumps(meta, sort_keys=True, separators=(",", ":")).encode(),
+                    enc.ext: enc.encode(out),
+                }
+                j += 1
+
+
+def write_part(work: ShardWork, samples, tar_bytes: int, md5: str) -> None:
+    """The shard's manifest rows, as a small Parquet file (atomic). Its metadata marks the shard done."""
+    n = len(samples.index)
     table = pa.table(
         {
-            "key": pa.array(keys, pa.string()),
-            "shard": pa.array([work.shard.name] * len(keys), pa.string()),
-            "index": pa.array(np.arange(work.shard.start, work.shard.stop), pa.int64()),
-            "class": pa.array(labels, pa.int32()),
-            "seed": pa.array(seeds, pa.uint64()),
+            "key": pa.array([sample_key(int(i)) for i in samples.index], pa.string()),
+            "shard": pa.array([work.shard.name] * n, pa.string()),
+            "index": pa.array(samples.index, pa.int64()),
+            "source": pa.array(samples.source, pa.int64()),
+            "copy": pa.array(samples.copy, pa.int32()),
+            "class": pa.array(samples.label, pa.int32()),
+            "seed": pa.array(samples.seed, pa.uint64()),
         }
-    ).replace_schema_metadata(
-        {"plan_digest": work.plan_digest, "tar_bytes": str(tar_bytes), "md5": md5}
-    )
-    path = part_path(work.out_dir, work.shard.name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    ).replace_schema_metadata({"plan_digest": work.plan_digest, "tar_bytes": str(tar_bytes), "md5": md5})
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    work.store.write_bytes(part_rel(work.shard.name), buf.getvalue())
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak resident memory so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0

@@ -19,33 +19,36 @@ from PIL import Image
 
 from synth.data import ImageDataset, load_dataset
 from synth.errors import SynthError
-from synth.manifest import read_manifest
+from synth.generate.worker import shard_rel
+from synth.manifest import IMAGE_EXTS, read_manifest
 from synth.metrics.classifier import classifier_features, predict, train_classifier
 from synth.metrics.fid import INCEPTION_NAME, InceptionFeatures, features_to_fid
 from synth.progress import Progress
 from synth.shards import read_shard
 from synth.spec import Job
+from synth.storage import Store
 
 DOMAIN_NAME = "SmallCNN trained on the real data (4 conv layers, 128-d penultimate features)"
 
 
-def read_generated(out: Path, limit: int) -> tuple[np.ndarray, np.ndarray]:
+def read_generated(store: Store, limit: int) -> tuple[np.ndarray, np.ndarray]:
     """The first ``limit`` generated samples in manifest order: (uint8 NHWC images, int64 labels)."""
-    manifest = read_manifest(out)
+    manifest = read_manifest(store)
     shards = list(dict.fromkeys(manifest.column("shard").to_pylist()))
     images, labels = [], []
     for name in shards:
-        for key, fields in read_shard(out / "shards" / name):
-            ext = next((e for e in ("png", "webp", "jpg") if e in fields), None)
-            if ext is None or "cls" not in fields:
-                raise SynthError(f"{name}: sample {key} lacks an image or a .cls label")
-            arr = np.asarray(Image.open(io.BytesIO(fields[ext])))
-            images.append(arr[..., None] if arr.ndim == 2 else arr)
-            labels.append(int(fields["cls"]))
-            if len(images) >= limit:
-                return np.stack(images), np.asarray(labels, dtype=np.int64)
+        with store.open(shard_rel(name)) as fh:
+            for key, fields in read_shard(fh):
+                ext = next((e for e in IMAGE_EXTS if e in fields), None)
+                if ext is None or "cls" not in fields:
+                    raise SynthError(f"{name}: sample {key} lacks an image or a .cls label")
+                arr = np.asarray(Image.open(io.BytesIO(fields[ext])))
+                images.append(arr[..., None] if arr.ndim == 2 else arr)
+                labels.append(int(fields["cls"]))
+                if len(images) >= limit:
+                    return np.stack(images), np.asarray(labels, dtype=np.int64)
     if not images:
-        raise SynthError(f"{out / 'shards'}: no samples to evaluate")
+        raise SynthError(f"{store.uri('shards')}: no samples to evaluate")
     return np.stack(images), np.asarray(labels, dtype=np.int64)
 
 
@@ -59,7 +62,12 @@ def evaluate(job: Job, out: Path) -> dict:
     t0 = time.perf_counter()
     ecfg = job.evaluate
     data = load_dataset(job.data, job.seed)
-    fake, fake_labels = read_generated(out, ecfg.num_samples)
+    from synth.data import resize_images
+    from synth.pipeline import dataset_store
+
+    fake, fake_labels = read_generated(dataset_store(job, out), ecfg.num_samples)
+    if fake.shape[1:] != data.images.shape[1:]:  # output resized (generate.resolution): judge at the data's size
+        fake = resize_images(fake, data.images.shape[1], data.images.shape[3])
     real = real_subset(data, ecfg.num_samples, job.seed + 1)
 
     clf = train_classifier(data.images, data.labels, data.num_classes, ecfg.classifier_epochs, job.seed)

@@ -17,7 +17,7 @@ def test_quickstart_loads_with_every_section():
     assert job.data.source == "mnist_subset"
     assert job.model.name == "dcgan_cond"
     assert job.generate.count == 10_000 and job.generate.shard_size == 1_000
-    assert set(Job.model_fields) == {"seed", "data", "model", "train", "generate", "evaluate", "output"}
+    assert set(Job.model_fields) == {"seed", "data", "model", "train", "generate", "augment", "evaluate", "output"}
 
 
 @pytest.mark.parametrize(

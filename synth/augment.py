@@ -285,7 +285,8 @@ def to_float(image: np.ndarray):
     """uint8 H x W x C -> float32 C x H x W in [0, 1]."""
     import torch
 
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
+    image = np.require(image, requirements=["C", "W"])  # PIL's arrays are read-only; torch wants writable
+    return torch.from_numpy(image).permute(2, 0, 1).float().div_(255.0)
 
 
 def to_uint8(img) -> np.ndarray:

@@ -180,8 +180,15 @@ def verify(
     from synth.progress import Progress
     from synth.storage import Store
 
+    from synth.errors import SynthError
+
     store = _dataset_location(dataset)
-    index = json.loads(store.read_bytes(WIDS_INDEX)) if store.exists(WIDS_INDEX) else {"shardlist": []}
+    if not store.exists(WIDS_INDEX):
+        raise SynthError(f"{store.where()}: no {WIDS_INDEX}; is this a synth dataset whose generation finished?")
+    try:
+        index = json.loads(store.read_bytes(WIDS_INDEX))
+    except json.JSONDecodeError as exc:
+        raise SynthError(f"{store.where(WIDS_INDEX)}: not valid JSON ({exc})") from None
     with Progress("verify", len(index["shardlist"]), "shards") as bar:
         checks = verify_dataset(store, on_shard=lambda check: bar.update(1))
     bad = [c for c in checks if c.problems]
@@ -192,7 +199,7 @@ def verify(
     if bad:
         typer.echo(f"verify: {len(bad)} of {len(checks)} shards bad ({samples:,} samples in the manifest)")
         raise typer.Exit(1)
-    typer.echo(f"verify: ok, {len(checks)} shards, {samples:,} samples at {store.uri()}")
+    typer.echo(f"verify: ok, {len(checks)} shards, {samples:,} samples at {store.where()}")
 
 
 def _dataset_location(text: str):

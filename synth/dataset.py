@@ -50,7 +50,7 @@ def open_dataset(
     store = Store(root)
     info = read_info(store)
     if split not in info.get("splits", {}):
-        raise ValueError(f"{store.uri()}: no split {split!r} (has {sorted(info.get('splits', {}))})")
+        raise ValueError(f"{store.where()}: no split {split!r} (has {sorted(info.get('splits', {}))})")
     files = list(info["splits"][split]["filenames"])
     num_samples = int(info["splits"][split]["num_samples"])
     if shuffle:

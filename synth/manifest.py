@@ -87,7 +87,7 @@ def write_manifest(store: Store, plan: Plan, class_names: list[str], name: str =
 
 def read_manifest(store: Store) -> pa.Table:
     if not store.exists(MANIFEST_FILE):
-        raise SynthError(f"{store.uri(MANIFEST_FILE)}: no manifest; run 'synth generate' for this dataset first")
+        raise SynthError(f"{store.where(MANIFEST_FILE)}: no manifest; run 'synth generate' for this dataset first")
     with store.open(MANIFEST_FILE) as fh:
         return pq.read_table(fh)
 
@@ -95,11 +95,11 @@ def read_manifest(store: Store) -> pa.Table:
 def read_info(store: Store) -> dict:
     """The dataset's ``_info.json`` (written with the manifest)."""
     if not store.exists(INFO_FILE):
-        raise SynthError(f"{store.uri()}: no {INFO_FILE}; is this a synth dataset whose generation finished?")
+        raise SynthError(f"{store.where()}: no {INFO_FILE}; is this a synth dataset whose generation finished?")
     try:
         return json.loads(store.read_bytes(INFO_FILE))
     except json.JSONDecodeError:
-        raise SynthError(f"{store.uri(INFO_FILE)}: not valid JSON") from None
+        raise SynthError(f"{store.where(INFO_FILE)}: not valid JSON") from None
 
 
 @dataclass
@@ -119,11 +119,11 @@ def verify(store: Store, on_shard=None) -> list[ShardCheck]:
     index does not list are reported too.
     """
     if not store.exists(WIDS_INDEX):
-        raise SynthError(f"{store.uri()}: no {WIDS_INDEX}; is this a synth dataset whose generation finished?")
+        raise SynthError(f"{store.where()}: no {WIDS_INDEX}; is this a synth dataset whose generation finished?")
     index = json.loads(store.read_bytes(WIDS_INDEX))
     manifest_file = pq.ParquetFile(store.open(MANIFEST_FILE)) if store.exists(MANIFEST_FILE) else None
     if manifest_file is None:
-        raise SynthError(f"{store.uri(MANIFEST_FILE)}: missing")
+        raise SynthError(f"{store.where(MANIFEST_FILE)}: missing")
     meta = manifest_file.schema_arrow.metadata or {}
     num_classes = int(meta.get(b"num_classes", b"0")) or None
     expected = _manifest_by_shard(manifest_file)

@@ -189,6 +189,7 @@ def run_generate(job: Job, out: Path) -> dict:
     check_out_dir(out, job, must_exist=True)
     check_dataset_store(job, out)
     plan, works, weights, names = generation_plan(job, out)
+    claim_out_dir(out, job)  # records output.url, so `synth verify OUT` and `synth evaluate` find the dataset
     store = dataset_store(job, out)
     if job.output.url:
         store.write_bytes(DATASET_FILE, json.dumps({"identity": job.identity(), "name": job.output.name}).encode())
@@ -226,8 +227,8 @@ def run_generate(job: Job, out: Path) -> dict:
         "skipped_shards": done["skipped"],
         "seconds": seconds,
         "images_per_s": made / seconds if made else 0.0,
-        "location": store.uri(),
-        "manifest": store.uri("manifest.parquet"),
+        "location": store.where(),
+        "manifest": store.where("manifest.parquet"),
         "worker_peak_rss_mb": round(done["worker_peak_rss_mb"], 1),
         "driver_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
     }

@@ -76,6 +76,10 @@ class Store:
             return self.path(rel)
         return self.url.rstrip("/") + ("/" + rel if rel else "")
 
+    def where(self, rel: str = "") -> str:
+        """``rel`` as the user named the store (a path, or the URL they gave): for messages."""
+        return self.url.rstrip("/") + ("/" + rel if rel else "")
+
     def exists(self, rel: str) -> bool:
         return self.fs.exists(self.path(rel))
 

@@ -48,7 +48,7 @@ def read_generated(store: Store, limit: int) -> tuple[np.ndarray, np.ndarray]:
                 if len(images) >= limit:
                     return np.stack(images), np.asarray(labels, dtype=np.int64)
     if not images:
-        raise SynthError(f"{store.uri('shards')}: no samples to evaluate")
+        raise SynthError(f"{store.where('shards')}: no samples to evaluate")
     return np.stack(images), np.asarray(labels, dtype=np.int64)
 
 

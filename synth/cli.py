@@ -135,7 +135,7 @@ def generate(job: JobArg, out: OutOpt, set_: SetOpt = None, dry_run: DryOpt = Fa
     from synth import engine, pipeline
     from synth.report import save_summary
 
-    pipeline.check_out_dir(out, spec, must_exist=True)
+    pipeline.preflight_generate(spec, out)
     with engine.ray_session(address):
         made = pipeline.run_generate(spec, out)
     save_summary(out, "generate", made)

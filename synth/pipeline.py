@@ -172,9 +172,23 @@ def generation_plan(job: Job, out: Path, data=None):
     plan_digest = digest({"plan": asdict(plan), "generator": meta["digest"], "encoding": asdict(encoding),
                           "augment": job.augment.model_dump(mode="json")})  # fmt: skip
     store = dataset_store(job, out)
-    works = (ShardWork(store, plan, s, g.batch_size, plan_digest, ref, tuple(names), encoding, job.augment)
-             for s in plan.shards())  # fmt: skip
+    works = (ShardWork(store, plan, s, g.batch_size, plan_digest, ref, tuple(names), encoding, job.augment,
+                       g.prefetch) for s in plan.shards())  # fmt: skip
     return plan, works, weights, names
+
+
+def preflight_generate(job: Job, out: Path) -> None:
+    """What `synth generate` can refuse, checked before Ray starts: --out, the generator, classes, output.url."""
+    from synth.train import checkpoint as ckpt
+
+    check_out_dir(out, job, must_exist=True)
+    meta, _ = ckpt.load_generator_files(out / "checkpoints")
+    class_counts(job, list(meta["class_names"]))
+    if job.output.url:
+        from synth.storage import Store
+
+        Store(job.output.url).fs  # noqa: B018 - fails now, naming the package to install, if the protocol is unknown
+    check_dataset_store(job, out)
 
 
 def run_generate(job: Job, out: Path) -> dict:

@@ -131,6 +131,10 @@ class GenerateSpec(_Section):
     shard_size: int = Field(1_000, ge=1, description="samples per shard (the last shard may be smaller)")
     batch_size: int = Field(250, ge=1, description="images per forward pass of the generator")
     num_workers: int = Field(2, ge=1, description="shard tasks running at once")
+    prefetch: int = Field(
+        1, ge=0, le=8, description="generator batches made ahead in a background thread, overlapping sampling "
+        "with encoding (0: none); never changes the output"
+    )
     format: Literal["png", "webp", "jpg"] = "png"
     png_compression: int = Field(6, ge=0, le=9, description="zlib level for png")
     quality: int = Field(95, ge=1, le=100, description="jpg and lossy webp quality")

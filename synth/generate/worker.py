@@ -98,6 +98,7 @@ class ShardWork:
     class_names: tuple[str, ...]
     encoding: Encoding = Encoding()
     augment: AugmentSpec = field(default_factory=AugmentSpec)
+    prefetch: int = 0
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,61 @@ def iter_images(G: torch.nn.Module, seeds: np.ndarray, labels: np.ndarray, batch
         yield to_uint8(G(z, y))
 
 
+# One sampler thread per process, reused by every shard: a new thread per shard would take a new
+# malloc arena each time in a Ray worker (which runs dozens of threads), and the worker's memory
+# then grew with the number of shards it had written (bench/generate_memory.py).
+_SAMPLER = None
+
+
+def prefetch(batches: Iterator[np.ndarray], depth: int) -> Iterator[np.ndarray]:
+    """Run ``batches`` in a background thread, up to ``depth`` batches ahead of the consumer.
+
+    The generator's forward passes (torch, which releases the GIL; on a GPU,
+    the device) then overlap with encoding and writing in the caller's thread.
+    The order is unchanged, so are the bytes. An exception in the thread is
+    raised in the caller; a consumer that stops early stops the producer.
+    """
+    import queue
+    import threading
+
+    global _SAMPLER
+    if _SAMPLER is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _SAMPLER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="synth-sampler")
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for batch in batches:
+                if not put(batch):
+                    return
+            put(done)
+        except BaseException as exc:  # handed to the consumer, raised there
+            put(exc)
+
+    job = _SAMPLER.submit(produce)
+    try:
+        while (item := q.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        job.result()
+
+
 def encode_png(image: np.ndarray) -> bytes:
     """uint8 HWC (C = 1 or 3) -> PNG bytes (zlib level 6)."""
     return Encoding().encode(image)
@@ -198,23 +254,38 @@ def write_one_shard(work: ShardWork, weights: bytes) -> ShardResult:
     remove_temporaries(work.store, shard.name)
     G = load_generator(work.generator, weights)
     samples = work.plan.samples(shard.start, shard.stop)
-    written = write_shard(work.store, shard_rel(shard.name), _encoded_samples(work, G, samples))
+    batches = source_images(work, G, samples)
+    if work.prefetch:
+        batches = prefetch(batches, depth=work.prefetch)
+    written = write_shard(work.store, shard_rel(shard.name), encoded_samples(work, batches, samples))
     write_part(work, samples, written.num_bytes, written.md5)
     return ShardResult(shard.index, shard.name, written.num_samples, written.num_bytes, written.md5,
                        time.perf_counter() - t0, peak_rss_mb=_peak_rss_mb())  # fmt: skip
 
 
-def _encoded_samples(work: ShardWork, G, samples) -> Iterator[tuple[str, dict[str, bytes]]]:
-    """Yield ``(key, {cls, json, image})`` for each sample, one generator batch at a time."""
+def source_images(work: ShardWork, G, samples=None) -> Iterator[np.ndarray]:
+    """The shard's source images (uint8 NHWC), one generator batch of ``work.batch_size`` at a time.
+
+    ``samples``: the shard's ``plan.samples``, if the caller has them (saves deriving the seeds again).
+    """
+    samples = samples if samples is not None else work.plan.samples(work.shard.start, work.shard.stop)
+    first_of_source = np.flatnonzero(np.r_[True, np.diff(samples.source) != 0])
+    return iter_images(G, samples.seed[first_of_source], samples.label[first_of_source], work.batch_size)
+
+
+def encoded_samples(work: ShardWork, batches: Iterator[np.ndarray], samples) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """Yield ``(key, {cls, json, image})`` for each sample: resize, augment and encode ``batches``.
+
+    ``batches`` are the shard's source images in order, in batches of ``work.batch_size``
+    (``source_images``). Each source yields ``copies`` samples.
+    """
     plan, enc, aug = work.plan, work.encoding, work.augment
     first_source = int(samples.source[0])
-    num_sources = int(samples.source[-1]) - first_source + 1
-    source_seeds = plan.source_seeds(first_source, first_source + num_sources)
-    source_labels = plan.source_labels(first_source, first_source + num_sources)
     base = {"model": work.generator.model_name, "model_digest": work.generator.digest, "job_seed": plan.job_seed,
             "format": enc.format}  # fmt: skip
+    resolution = work.generator.model_config["resolution"]
     j = 0  # position in samples
-    for b, images in enumerate(iter_images(G, source_seeds, source_labels, work.batch_size)):
+    for b, images in enumerate(batches):
         for image_in_batch, image in enumerate(images):
             source = first_source + b * work.batch_size + image_in_batch
             image = enc.resize(image)
@@ -224,7 +295,7 @@ def _encoded_samples(work: ShardWork, G, samples) -> Iterator[tuple[str, dict[st
                         "seed": int(samples.seed[j]), "class": label, "class_name": work.class_names[label],
                         "size": [int(image.shape[0]), int(image.shape[1])]}  # fmt: skip
                 if enc.resolution is not None:
-                    meta["resize"] = {"from": int(G.cfg.resolution), "filter": enc.resize_filter}
+                    meta["resize"] = {"from": int(resolution), "filter": enc.resize_filter}
                 out = image
                 if aug.enabled:
                     out, record = augment(aug.ops, image, sample_rng(int(samples.seed[j]), copy))

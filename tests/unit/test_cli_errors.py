@@ -97,3 +97,29 @@ def test_out_dir_with_unrelated_files(cli, tmp_path):
 def test_generate_before_train(cli, tmp_path):
     proc = cli("generate", str(QUICKSTART), "--out", str(tmp_path / "o"))
     assert_one_line_error(proc, "no synth job here")
+
+
+@pytest.mark.parametrize(
+    "override,fragments",
+    [("generate.classes.counts.11=5", ["generate.classes.counts: unknown class '11'"]),
+     ("output.url=nosuchproto://bucket/x", ["nosuchproto://bucket/x: cannot open this location"]),
+     ("generate.count=10", ["generate.count: 10 is not a multiple of augment.copies=3"])],
+)  # fmt: skip
+def test_generate_refuses_before_ray_starts(cli, tmp_path, override, fragments):
+    """`synth generate` checks classes, copies and the output URL before it starts Ray (one line, no Ray output)."""
+    import json
+
+    from synth.pipeline import claim_out_dir
+    from synth.spec import load_job
+
+    out = tmp_path / "out"
+    sets = ["augment.copies=3", "generate.count=30"]
+    claim_out_dir(out, load_job(QUICKSTART, sets))
+    (out / "checkpoints").mkdir()
+    (out / "checkpoints" / "generator.json").write_text(json.dumps({"class_names": [str(i) for i in range(10)]}))
+    (out / "checkpoints" / "generator.safetensors").write_bytes(b"")
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    args = [a for s in sets + [override] for a in ("--set", s)]
+    proc = cli("generate", str(QUICKSTART), "--out", str(out), *args)
+    assert_one_line_error(proc, *fragments)
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before

@@ -72,3 +72,31 @@ def test_dotted_key_refused(tmp_path):
     with pytest.raises(ValueError, match="must not contain"):
         write_shard(Store(tmp_path), "s.tar", [("a.b", {"cls": b"1"})])
     assert list(tmp_path.iterdir()) == []
+
+
+def tarfile_reference(samples) -> bytes:
+    """The same samples written by the standard library's tarfile (USTAR, our member attributes)."""
+    from synth.shards import _member
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for key, fields in samples:
+            for ext in sorted(fields):
+                tar.addfile(_member(f"{key}.{ext}", len(fields[ext])), io.BytesIO(fields[ext]))
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("count", [0, 1, 7, 40])
+def test_bytes_equal_tarfiles(count):
+    """Our header template writes exactly what tarfile writes, padding and end-of-archive included."""
+    from synth.shards import write_tar
+
+    rng = np.random.default_rng(count)
+    items = [(f"{i:010d}", {"cls": b"7", "json": bytes(rng.integers(0, 255, int(rng.integers(0, 1500)), np.uint8)),
+                            "png": b"x" * int(rng.integers(0, 3000)), "a_long_extension_name": b""})
+             for i in range(count)]  # fmt: skip
+    buf = io.BytesIO()
+    n, size, md5 = write_tar(buf, items)
+    expected = tarfile_reference(items)
+    assert buf.getvalue() == expected
+    assert (n, size, md5) == (count, len(expected), __import__("hashlib").md5(expected).hexdigest())

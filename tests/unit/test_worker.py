@@ -177,3 +177,40 @@ def test_memory_filesystem_end_to_end(generator):
     assert {"manifest.parquet", "shardindex.json", "_info.json"} <= set(store.listdir(""))
     assert [c.problems for c in verify(store)] == [[], [], []]
     store.fs.rm(store.path(""), recursive=True)
+
+
+def test_prefetch_keeps_order_bytes_and_errors(tmp_path, generator):
+    from synth.generate.worker import prefetch
+
+    assert list(prefetch(iter(range(50)), depth=2)) == list(range(50))
+
+    def broken():
+        yield 1
+        raise RuntimeError("generator failed")
+
+    with pytest.raises(RuntimeError, match="generator failed"):
+        list(prefetch(broken(), depth=1))
+    early = prefetch(iter(range(1000)), depth=1)
+    assert next(early) == 0
+    early.close()  # the consumer stops: the thread must stop too (close() returns only after join)
+
+    ref, weights = generator
+    _, plain = works(tmp_path / "a", ref, batch_size=4)
+    _, ahead = works(tmp_path / "b", ref, batch_size=4, prefetch=2)
+    assert [write_one_shard(w, weights).md5 for w in plain] == [write_one_shard(w, weights).md5 for w in ahead]
+
+
+def test_shards_that_start_mid_source(tmp_path, generator):
+    """copies=3 in shards of 10: shards 1 and 2 begin with the 2nd/3rd copy of a source; every sample is still right."""
+    ref, weights = generator
+    plan, ws = works(tmp_path, ref, count=30, shard_size=10, copies=3, augment=AUG)
+    G = load_generator(ref, weights)
+    for w in ws:
+        write_one_shard(w, weights)
+        files = members(tmp_path / "shards" / w.shard.name)
+        for index in range(w.shard.start, w.shard.stop):
+            meta = json.loads(files[f"{index:010d}.json"])
+            assert meta["source"] == index // 3 and meta["copy"] == index % 3
+            png = np.asarray(Image.open(io.BytesIO(files[f"{index:010d}.png"])))[..., None]
+            source_image = sample_images(G, np.array([meta["seed"]]), np.array([meta["class"]]), 1)[0]
+            assert np.array_equal(replay(AUG.ops, source_image, meta["augment"]), png)

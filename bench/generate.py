@@ -173,8 +173,8 @@ def naive(G, plan, count: int, batch_size: int, folder: Path) -> float:
     t0 = time.perf_counter()
     with torch.inference_mode():
         for i in range(0, count, batch_size):
-            z = latents_for_seeds(s.seed[i : i + batch_size], G.cfg.latent_dim)
-            images = to_uint8(G(z, torch.from_numpy(s.label[i : i + batch_size])))
+            z = latents_for_seeds(s.seed[i : i + batch_size], G.net.cfg.latent_dim)
+            images = to_uint8(G.net(z, torch.from_numpy(s.label[i : i + batch_size])))
             for j, image in enumerate(images):
                 Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(folder / f"{i + j:08d}.png")
     return count / (time.perf_counter() - t0)

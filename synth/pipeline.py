@@ -58,12 +58,12 @@ def claim_out_dir(out: Path, job: Job) -> None:
 def preflight(job: Job):
     """Everything that can fail on bad input, checked before any file is written. Returns the dataset."""
     from synth.data import load_dataset
-    from synth.models import build_gan
+    from synth.models import build_nets
 
     data = load_dataset(job.data, job.seed)
     if data.num_classes < 1 or len(data) == 0:
         raise SynthError(f"data: {job.data.source} gave no images")
-    build_gan(job.model, job.data.resolution, job.data.channels, data.num_classes)
+    build_nets(job.model, job.data.resolution, job.data.channels, data.num_classes)
     class_counts(job, list(data.class_names), data)
     if job.output.url:
         from synth.storage import Store
@@ -114,11 +114,14 @@ def _watch_train_log(path: Path, bar, stop: threading.Event) -> None:
     """Move the bar as rank 0 appends to train_log.csv."""
     while not stop.wait(1.0):
         try:
-            last = path.read_text().strip().splitlines()[-1].split(",")
-            step, loss_d, loss_g = int(last[0]), float(last[1]), float(last[2])
-        except (OSError, IndexError, ValueError):
+            lines = path.read_text().strip().splitlines()
+            row = dict(zip(lines[0].split(","), lines[-1].split(",")))
+            step = int(row["step"])
+            losses = " ".join(f"{k} {float(v):.3f}" for k, v in row.items() if k.startswith("loss"))
+        except (OSError, IndexError, ValueError, KeyError):
             continue
-        bar.update(completed=step, extra=f"loss_d {loss_d:.3f} loss_g {loss_g:.3f}")
+        if len(lines) > 1:
+            bar.update(completed=step, extra=losses)
 
 
 def dataset_store(job: Job, out: Path):
@@ -161,6 +164,8 @@ def generation_plan(job: Job, out: Path, data=None):
     """The plan, one ShardWork per shard (lazily), the generator weights and the class names."""
     from synth.generate.plan import Plan
     from synth.generate.worker import Encoding, GeneratorRef, ShardWork
+    from synth.models import family_for
+    from synth.models.family import Sampling
     from synth.train import checkpoint as ckpt
 
     meta, weights = ckpt.load_generator_files(out / "checkpoints")
@@ -169,11 +174,13 @@ def generation_plan(job: Job, out: Path, data=None):
     plan = Plan(class_counts(job, names, data), g.shard_size, job.seed, job.output.name, job.augment.copies)
     encoding = Encoding(g.format, g.png_compression, g.quality, g.lossless, g.resolution, g.resize_filter)
     ref = GeneratorRef(job.model.name, mcfg, meta["digest"])
+    sampling = Sampling(g.truncation, g.sampler, g.steps, g.eta, g.guidance)
+    record = family_for(mcfg.get("name", job.model.name)).sampling_record(sampling)
     plan_digest = digest({"plan": asdict(plan), "generator": meta["digest"], "encoding": asdict(encoding),
-                          "augment": job.augment.model_dump(mode="json")})  # fmt: skip
+                          "augment": job.augment.model_dump(mode="json"), **({"sampling": record} if record else {})})
     store = dataset_store(job, out)
     works = (ShardWork(store, plan, s, g.batch_size, plan_digest, ref, tuple(names), encoding, job.augment,
-                       g.prefetch) for s in plan.shards())  # fmt: skip
+                       g.prefetch, sampling) for s in plan.shards())  # fmt: skip
     return plan, works, weights, names
 
 

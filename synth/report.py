@@ -57,11 +57,12 @@ def read_log(out: Path) -> list[dict]:
 
 
 def loss_svg(rows: list[dict], width: int = 640, height: int = 220) -> str:
-    """An inline SVG of loss_d and loss_g against step."""
+    """An inline SVG of every ``loss*`` column of the training log against step."""
     if len(rows) < 2:
         return "<p>(no training log)</p>"
     steps = np.array([r["step"] for r in rows])
-    series = {"loss_d": "#1f77b4", "loss_g": "#d62728"}
+    colours = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"]
+    series = dict(zip([k for k in rows[0] if k.startswith("loss")], colours))
     values = np.array([[r[k] for k in series] for r in rows])
     lo, hi = float(np.nanmin(values)), float(np.nanmax(values))
     hi = hi if hi > lo else lo + 1

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
@@ -43,12 +43,102 @@ class DataSpec(_Section):
         return self
 
 
-class ModelSpec(_Section):
-    """Which generative model, and its size."""
+class _ModelSection(_Section):
+    """A model family's section: ``name`` picks a member, whose preset fills the fields left out."""
 
-    name: str = "dcgan_cond"
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {}
+    TRAIN_DEFAULTS: ClassVar[dict[str, float]] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            name = data.get("name", next(iter(cls.PRESETS)))
+            return {**cls.PRESETS.get(name, {}), **data, "name": name}
+        return data
+
+
+class GanModel(_ModelSection):
+    """GAN family (synth/models/gan.py): DCGAN generator and discriminator."""
+
+    TRAIN_DEFAULTS: ClassVar[dict[str, float]] = {"lr_g": 2e-4, "lr_d": 2e-4, "beta1": 0.0, "beta2": 0.9}
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "dcgan_cond": {"conditional": True, "loss": "hinge", "spectral_norm": True, "n_critic": 1},
+        "dcgan": {"conditional": False, "loss": "nonsaturating", "spectral_norm": True, "n_critic": 1},
+        "sngan": {"conditional": False, "loss": "hinge", "spectral_norm": True, "n_critic": 1},
+        "wgan_gp": {"conditional": False, "loss": "wgan_gp", "spectral_norm": False, "n_critic": 5},
+    }
+    name: Literal["dcgan_cond", "dcgan", "sngan", "wgan_gp"]
     latent_dim: int = Field(64, ge=1)
     width: int = Field(64, ge=8, description="channel width of the first conv layers")
+    conditional: bool = Field(description="class-conditional (projection discriminator)")
+    loss: Literal["hinge", "nonsaturating", "wgan_gp"]
+    spectral_norm: bool = Field(description="spectral norm in the discriminator")
+    n_critic: int = Field(ge=1, description="discriminator steps per generator step")
+    gp_weight: float = Field(10.0, ge=0, description="wgan_gp: weight of the gradient penalty")
+    diffaugment: list[Literal["color", "translation", "cutout"]] = Field(
+        default_factory=list, description="DiffAugment policies applied to what D sees (small datasets)"
+    )
+
+
+class VaeModel(_ModelSection):
+    """VAE family (synth/models/vae.py): convolutional encoder and decoder, Bernoulli likelihood."""
+
+    TRAIN_DEFAULTS: ClassVar[dict[str, float]] = {"lr_g": 1e-3, "beta1": 0.9, "beta2": 0.999}
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "vae": {"conditional": False, "beta": 1.0},
+        "beta_vae": {"conditional": False, "beta": 4.0},
+        "cvae": {"conditional": True, "beta": 1.0},
+    }
+    name: Literal["vae", "beta_vae", "cvae"]
+    latent_dim: int = Field(32, ge=1)
+    width: int = Field(64, ge=8)
+    conditional: bool
+    beta: float = Field(gt=0, description="weight of the KL term (beta-VAE when != 1)")
+
+
+class DiffusionModel(_ModelSection):
+    """Diffusion family (synth/models/diffusion.py): DDPM with a small U-Net."""
+
+    TRAIN_DEFAULTS: ClassVar[dict[str, float]] = {"lr_g": 2e-4, "beta1": 0.9, "beta2": 0.999}
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "ddpm": {"conditional": False},
+        "ddpm_cond": {"conditional": True},
+    }
+    name: Literal["ddpm", "ddpm_cond"]
+    width: int = Field(64, ge=8)
+    conditional: bool
+    timesteps: int = Field(1000, ge=2)
+    schedule: Literal["cosine", "linear"] = "cosine"
+    p_uncond: float = Field(0.1, ge=0, lt=1, description="label dropout for classifier-free guidance")
+
+
+MODEL_SECTIONS: dict[str, type[_ModelSection]] = {"gan": GanModel, "vae": VaeModel, "diffusion": DiffusionModel}
+MODEL_NAMES = {name: family for family, cls in MODEL_SECTIONS.items() for name in cls.PRESETS}
+
+
+def _model_family(value: Any) -> str | None:
+    if isinstance(value, _ModelSection):
+        return next(f for f, cls in MODEL_SECTIONS.items() if isinstance(value, cls))
+    if isinstance(value, dict):
+        return MODEL_NAMES.get(value.get("name", "dcgan_cond"))
+    return None
+
+
+ModelSpec = Annotated[
+    Union[Annotated[GanModel, Tag("gan")], Annotated[VaeModel, Tag("vae")], Annotated[DiffusionModel, Tag("diffusion")]],
+    Discriminator(
+        _model_family,
+        custom_error_type="model_name",
+        custom_error_message=f"unknown model; choose from {', '.join(MODEL_NAMES)}",
+    ),
+]
+
+
+def model_from_config(model_config: dict[str, Any]):
+    """The model section stored in a checkpoint's ``model_config`` (which adds the image shape)."""
+    cls = MODEL_SECTIONS[MODEL_NAMES[model_config["name"]]]
+    return cls.model_validate({k: v for k, v in model_config.items() if k in cls.model_fields})
 
 
 class TrainSpec(_Section):
@@ -58,10 +148,11 @@ class TrainSpec(_Section):
     batch_size: int = Field(64, ge=1, description="global batch: split across workers")
     num_workers: int = Field(1, ge=1, description="Ray Train workers (processes, one per GPU on a GPU cluster)")
     use_gpu: bool | None = Field(None, description="null: use GPUs when the cluster has them")
-    lr_g: float = Field(2e-4, gt=0)
-    lr_d: float = Field(2e-4, gt=0)
-    beta1: float = Field(0.0, ge=0, lt=1)
-    beta2: float = Field(0.9, ge=0, lt=1)
+    lr_g: float | None = Field(None, gt=0, description="learning rate of the generator (GAN) or the model; "
+                               "default: the model family's")
+    lr_d: float | None = Field(None, gt=0, description="GAN: learning rate of the discriminator")
+    beta1: float | None = Field(None, ge=0, lt=1, description="Adam beta1; default: the model family's")
+    beta2: float | None = Field(None, ge=0, lt=1, description="Adam beta2; default: the model family's")
     ema_decay: float = Field(0.999, ge=0, lt=1)
     ema_start: int = Field(500, ge=0, description="step at which the EMA starts averaging")
     checkpoint_every: int = Field(500, ge=1)
@@ -141,6 +232,11 @@ class GenerateSpec(_Section):
     lossless: bool = Field(False, description="webp only: lossless")
     resolution: int | None = Field(None, ge=4, le=4096, description="output size; default the model's")
     resize_filter: ResizeFilter = Field("bicubic", description="PIL filter used when resolution differs")
+    truncation: float = Field(1.0, gt=0, le=2, description="GAN, VAE: latents scaled toward the mean (1 = off)")
+    sampler: Literal["ddim", "ddpm"] = Field("ddim", description="diffusion: DDIM, or ancestral DDPM")
+    steps: int = Field(50, ge=1, description="diffusion: DDIM steps (DDPM takes every timestep)")
+    eta: float = Field(0.0, ge=0, le=1, description="diffusion: DDIM noise (0 = deterministic given x_T)")
+    guidance: float = Field(1.0, ge=0, description="diffusion: classifier-free guidance weight (1 = none)")
 
 
 class EvaluateSpec(_Section):
@@ -168,12 +264,20 @@ class Job(_Section):
 
     seed: int = Field(0, ge=0)
     data: DataSpec = DataSpec()
-    model: ModelSpec = ModelSpec()
+    model: ModelSpec = Field(default_factory=lambda: GanModel.model_validate({}))
     train: TrainSpec = TrainSpec()
     generate: GenerateSpec = GenerateSpec()
     augment: AugmentSpec = AugmentSpec()
     evaluate: EvaluateSpec = EvaluateSpec()
     output: OutputSpec = OutputSpec()
+
+    @model_validator(mode="after")
+    def _train_defaults(self) -> "Job":
+        """Fill the optimiser settings the job leaves unset from the model family's defaults."""
+        missing = {k: v for k, v in self.model.TRAIN_DEFAULTS.items() if getattr(self.train, k) is None}
+        if not missing:
+            return self
+        return self.model_copy(update={"train": self.train.model_copy(update=missing)})
 
     def identity(self) -> str:
         """Digest of what defines this job's outputs as *the same job*.
@@ -238,6 +342,8 @@ def _clean_loc(loc) -> list[str]:
             continue
         if out and ((out[-1] == "classes" and part == "name") or (part == out[-1] and part in ("counts", "proportions"))):
             continue
+        if out and out[-1] == "model" and part in MODEL_SECTIONS:  # the union's tag, not a field
+            continue
         out.append(part)
     return out
 
@@ -249,6 +355,9 @@ def format_validation_error(source: str, err: ValidationError) -> str:
         loc = ".".join(_clean_loc(item["loc"])) or "(top level)"
         if item["type"] == "extra_forbidden":
             msg = "unknown field"
+        elif item["type"] == "model_name":
+            name = item["input"].get("name") if isinstance(item["input"], dict) else item["input"]
+            loc, msg = "model.name", f"unknown model {name!r}; choose from {', '.join(MODEL_NAMES)}"
         else:
             msg = item["msg"].removeprefix("Value error, ")
         parts.append(f"{loc}: {msg}")
@@ -282,7 +391,4 @@ def job_from_dict(raw: dict[str, Any], source: str = "job") -> Job:
         job = Job.model_validate(raw)
     except ValidationError as err:
         raise SynthError(format_validation_error(source, err)) from None
-    from synth.models import check_model_name
-
-    check_model_name(job.model.name, source)
     return job

@@ -1,42 +1,40 @@
-"""Model registry: job specs name a model, this maps the name to its family.
+"""Model families by name: a job's ``model.name`` picks a member, its family trains and samples it.
 
-Only ``dcgan_cond`` exists so far; the VAE and diffusion families join here.
+| family    | members (``model.name``)                 | file          |
+|-----------|------------------------------------------|---------------|
+| gan       | dcgan_cond, dcgan, sngan, wgan_gp        | gan.py        |
+| vae       | vae, beta_vae, cvae                      | vae.py        |
+| diffusion | ddpm, ddpm_cond                          | diffusion.py  |
+
+The names and each member's preset live in ``synth.spec`` (no torch import);
+``family_for`` imports the family's module only when it is needed.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import importlib
 
 from synth.errors import SynthError
 
 
-@dataclass(frozen=True)
-class ModelInfo:
-    name: str
-    family: str
-    conditional: bool
-    summary: str
+def family_for(name: str):
+    """The ``Family`` that trains and samples model ``name`` (SynthError naming the choices if unknown)."""
+    from synth.spec import MODEL_NAMES
+
+    family = MODEL_NAMES.get(name)
+    if family is None:
+        raise SynthError(f"model.name: unknown model {name!r}; choose from {', '.join(MODEL_NAMES)}")
+    return importlib.import_module(f"synth.models.{family}").FAMILY
 
 
-MODELS = {
-    "dcgan_cond": ModelInfo(
-        "dcgan_cond", "gan", True, "class-conditional DCGAN, projection discriminator, hinge loss, EMA"
-    ),
-}
+def build_nets(model_spec, resolution: int, channels: int, num_classes: int):
+    """Every net of the job's model, by name (validates the resolution for the architecture)."""
+    from synth.models.family import ImageShape
 
-
-def check_model_name(name: str, source: str = "job") -> ModelInfo:
-    """Return the model's info, or fail with one line listing the known names."""
-    info = MODELS.get(name)
-    if info is None:
-        raise SynthError(f"{source}: model.name: unknown model {name!r}; choose from {', '.join(sorted(MODELS))}")
-    return info
+    return family_for(model_spec.name).build(model_spec, ImageShape(resolution, channels, num_classes))
 
 
 def build_gan(model_spec, resolution: int, channels: int, num_classes: int):
-    """Build (generator, discriminator, config) for a GAN-family model spec."""
-    from synth.models.gan import Discriminator, GanConfig, Generator
-
-    check_model_name(model_spec.name)
-    cfg = GanConfig(resolution, channels, num_classes, model_spec.latent_dim, model_spec.width)
-    return Generator(cfg), Discriminator(cfg), cfg
+    """(generator, discriminator, config) of a GAN-family model spec."""
+    nets = build_nets(model_spec, resolution, channels, num_classes)
+    return nets["G"], nets["D"], nets["G"].cfg

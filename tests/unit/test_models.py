@@ -2,14 +2,15 @@ import numpy as np
 import pytest
 import torch
 
-from synth.generate.worker import sample_images
+from synth.generate.worker import Sampler, sample_images
+from synth.models.gan import FAMILY as GAN
 from synth.models import build_gan
 from synth.models.common import EMA, latents_for_seeds, sample_seeds
-from synth.spec import ModelSpec
+from synth.spec import GanModel
 
 
 def gan(resolution=28, channels=1, classes=10, width=16):
-    return build_gan(ModelSpec(width=width, latent_dim=16), resolution, channels, classes)
+    return build_gan(GanModel(width=width, latent_dim=16), resolution, channels, classes)
 
 
 @pytest.mark.parametrize("resolution,channels", [(28, 1), (32, 3), (64, 3), (8, 1)])
@@ -35,6 +36,7 @@ def test_sampling_is_per_seed_and_batch_independent():
     G.eval()
     seeds = sample_seeds(123, np.arange(40))
     labels = np.arange(40) % 10
+    G = Sampler(GAN, G)
     a = sample_images(G, seeds, labels, batch_size=40)
     b = sample_images(G, seeds, labels, batch_size=7)
     c = sample_images(G, seeds[5:9], labels[5:9], batch_size=1)

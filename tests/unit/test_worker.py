@@ -18,7 +18,7 @@ from synth.generate.worker import (Encoding, GeneratorRef, ShardWork, load_gener
                                    shard_is_done, write_one_shard)  # fmt: skip
 from synth.manifest import write_manifest
 from synth.models import build_gan
-from synth.spec import ModelSpec
+from synth.spec import GanModel
 from synth.storage import Store
 
 NAMES = tuple(str(i) for i in range(10))
@@ -27,8 +27,8 @@ NAMES = tuple(str(i) for i in range(10))
 @pytest.fixture(scope="module")
 def generator():
     torch.manual_seed(0)
-    G, _, cfg = build_gan(ModelSpec(width=16, latent_dim=16), 8, 1, 10)
-    config = {"resolution": 8, "channels": 1, "num_classes": 10, "latent_dim": 16, "width": 16}
+    G, _, cfg = build_gan(GanModel(width=16, latent_dim=16), 8, 1, 10)
+    config = {"name": "dcgan_cond", "resolution": 8, "channels": 1, "num_classes": 10, "latent_dim": 16, "width": 16}
     return GeneratorRef("dcgan_cond", config, "test-digest"), save(dict(G.state_dict()))
 
 
@@ -214,3 +214,19 @@ def test_shards_that_start_mid_source(tmp_path, generator):
             png = np.asarray(Image.open(io.BytesIO(files[f"{index:010d}.png"])))[..., None]
             source_image = sample_images(G, np.array([meta["seed"]]), np.array([meta["class"]]), 1)[0]
             assert np.array_equal(replay(AUG.ops, source_image, meta["augment"]), png)
+
+
+def test_images_do_not_depend_on_batch_size_even_at_one():
+    """A one-row forward takes another BLAS path than a many-row one; padded fixed-shape forwards hide that."""
+    torch.manual_seed(1)
+    G, _, _ = build_gan(GanModel(width=64, latent_dim=64), 28, 1, 10)
+    from synth.generate.worker import Sampler
+    from synth.models.common import sample_seeds
+    from synth.models.gan import FAMILY
+
+    G = Sampler(FAMILY, G.eval())
+
+    seeds, labels = sample_seeds(3, np.arange(300)), np.arange(300) % 10
+    reference = sample_images(G, seeds, labels, 250)
+    for batch_size in (1, 7, 64, 300):
+        assert np.array_equal(sample_images(G, seeds, labels, batch_size), reference), batch_size

@@ -1,0 +1,109 @@
+"""What every model family gives the rest of synth: build, train a step, export, sample.
+
+The training loop (synth/train/loop.py), the checkpoints and the shard worker
+only talk to a family through ``Family``; a family's own file (gan.py, vae.py,
+diffusion.py) holds its networks, its objective, its sampler and one ``Family``
+instance, ``FAMILY``. Devices and processes stay outside: ``train_step``
+receives ``backward`` from Accelerate, tensors arrive on the right device.
+
+Conventions: images float NCHW in [-1, 1] inside models; labels int64 (N,).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class ImageShape:
+    """What a model is built for: image size, channels, number of classes."""
+
+    resolution: int
+    channels: int
+    num_classes: int
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Generation-time settings that change the pixels (part of a shard plan's digest).
+
+    ``truncation`` scales latents toward the mean (GAN, VAE; 1 = off);
+    ``sampler``, ``steps``, ``eta`` and ``guidance`` drive diffusion (DDIM with
+    ``steps`` steps, or ancestral DDPM over every timestep; classifier-free
+    guidance weight, 1 = plain conditional).
+    """
+
+    truncation: float = 1.0
+    sampler: str = "ddim"
+    steps: int = 50
+    eta: float = 0.0
+    guidance: float = 1.0
+
+
+@dataclass
+class StepData:
+    """One training step's inputs on one rank.
+
+    ``real(j)`` gives sub-batch ``j`` of real (images, labels) for this step
+    (a family taking several discriminator steps per step asks for j = 0, 1,
+    ...); ``gen`` is this rank's generator for the step's noise; ``spec`` the
+    job's model section.
+    """
+
+    real: Callable[[int], tuple[torch.Tensor, torch.Tensor]]
+    gen: torch.Generator
+    batch_size: int
+    num_classes: int
+    spec: Any
+
+
+class Family:
+    """A model family. Subclasses override every method; see gan.py for the reference one."""
+
+    name: str = ""
+    sampler_key: str = ""  # which of the built nets samples (EMA-averaged, exported)
+    log_fields: tuple[str, ...] = ()  # figures train_step returns, in CSV column order
+
+    def build(self, spec: Any, shape: ImageShape) -> dict[str, nn.Module]:
+        """Every trainable net of the model, by name (``sampler_key`` among them)."""
+        raise NotImplementedError
+
+    def optimizers(self, nets: dict[str, nn.Module], train: Any) -> dict[str, torch.optim.Optimizer]:
+        raise NotImplementedError
+
+    def train_step(self, nets, opts, data: StepData, backward: Callable) -> dict[str, torch.Tensor]:
+        """One optimisation step; returns detached scalar figures named as ``log_fields``."""
+        raise NotImplementedError
+
+    def build_sampler(self, model_config: dict[str, Any]) -> nn.Module:
+        """The sampling net alone, from a checkpoint's ``model_config`` (spec fields + shape)."""
+        raise NotImplementedError
+
+    def finalize(self, sampler: nn.Module, seed: int) -> None:
+        """Prepare EMA weights for export (e.g. re-measure BatchNorm statistics). Default: nothing."""
+
+    def sample(self, net: nn.Module, seeds: np.ndarray, labels: np.ndarray, sampling: Sampling) -> torch.Tensor:
+        """Float NCHW images in [-1, 1], one per (seed, label); image i depends on its seed and label only.
+
+        Called with a fixed number of rows (the shard worker pads), under inference mode.
+        """
+        raise NotImplementedError
+
+    def sampling_record(self, sampling: Sampling) -> dict[str, Any]:
+        """The settings of ``sampling`` this family uses, for each sample's ``.json``."""
+        return {}
+
+
+def shape_of(model_config: dict[str, Any]) -> ImageShape:
+    return ImageShape(int(model_config["resolution"]), int(model_config["channels"]), int(model_config["num_classes"]))
+
+
+def spec_fields(model_config: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    """The model spec's fields among a checkpoint's ``model_config``."""
+    return {k: model_config[k] for k in names if k in model_config}

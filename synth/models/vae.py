@@ -1,0 +1,292 @@
+"""The VAE family: a convolutional (optionally class-conditional, optionally beta-) VAE.
+
+Encoder: image -> strided 4x4 convs (GroupNorm, SiLU) down to the base grid ->
+flatten (+ class embedding) -> linear -> (mu, logvar).
+Decoder: latent (+ class embedding) -> linear -> base grid -> (transposed conv,
+GroupNorm, SiLU) x (n-1) -> transposed conv -> per-pixel Bernoulli logits.
+The layout mirrors the DCGAN (``synth.models.gan``), so both families accept the
+same resolutions (``grid_plan``: 8, 28, 32, 64, ...).
+
+No BatchNorm anywhere: GroupNorm normalises each sample on its own, so a
+sample never depends on what else is in the batch, in train and eval mode
+alike, and there are no running statistics to recompute for EMA weights.
+
+Tensor conventions: images float NCHW in [-1, 1]; labels int64 (N,); latents
+float (N, latent_dim). ``y`` is ignored (may be None) when not conditional.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from synth.models.common import latents_for_seeds
+from synth.models.family import Family, ImageShape, Sampling, StepData, shape_of
+from synth.models.gan import grid_plan
+
+
+@dataclass(frozen=True)
+class VaeConfig:
+    """Shape of a VAE: image size, channels, classes, latent size, width, conditioning, KL weight.
+
+    ``beta`` weights the KL term of the loss (beta-VAE when != 1); it does not
+    change the architecture, only the objective.
+    """
+
+    resolution: int
+    channels: int
+    num_classes: int
+    latent_dim: int = 32
+    width: int = 64
+    conditional: bool = False
+    beta: float = 1.0
+
+
+def _norm(channels: int) -> nn.GroupNorm:
+    # gcd keeps any width valid (16 -> 16 groups, 64 -> 32 groups, 96 -> 32 groups).
+    return nn.GroupNorm(math.gcd(32, channels), channels)
+
+
+class Encoder(nn.Module):
+    """(x: float NCHW in [-1, 1], y: int64 (N,) or None) -> (mu, logvar), each float (N, latent_dim)."""
+
+    def __init__(self, cfg: VaeConfig):
+        super().__init__()
+        base, n = grid_plan(cfg.resolution)
+        # The first conv has no norm: normalising raw pixels would throw away
+        # each image's overall brightness, which the latent should carry.
+        layers: list[nn.Module] = [nn.Conv2d(cfg.channels, cfg.width, 4, 2, 1), nn.SiLU()]
+        c = cfg.width
+        for _ in range(n - 1):
+            layers += [nn.Conv2d(c, 2 * c, 4, 2, 1), _norm(2 * c), nn.SiLU()]
+            c *= 2
+        self.features = nn.Sequential(*layers, nn.Flatten())
+        # The class joins at the head: the encoder then need not spend latent
+        # dimensions on the class the decoder is told anyway.
+        self.embed = nn.Embedding(cfg.num_classes, cfg.latent_dim) if cfg.conditional else None
+        extra = cfg.latent_dim if cfg.conditional else 0
+        self.head = nn.Linear(c * base * base + extra, 2 * cfg.latent_dim)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.features(x)
+        if self.embed is not None:
+            h = torch.cat([h, self.embed(y)], dim=1)
+        mu, logvar = self.head(h).chunk(2, dim=1)
+        # Bounds keep exp(logvar) finite in the first steps, when a random head
+        # can emit large values; trained posteriors sit far inside them.
+        return mu, logvar.clamp(-30.0, 20.0)
+
+
+class Decoder(nn.Module):
+    """(z: float (N, latent_dim), y: int64 (N,) or None) -> float NCHW Bernoulli logits (unbounded)."""
+
+    def __init__(self, cfg: VaeConfig):
+        super().__init__()
+        base, n = grid_plan(cfg.resolution)
+        self.base = base
+        c0 = cfg.width * 2 ** (n - 1)
+        self.embed = nn.Embedding(cfg.num_classes, cfg.latent_dim) if cfg.conditional else None
+        extra = cfg.latent_dim if cfg.conditional else 0
+        self.fc = nn.Linear(cfg.latent_dim + extra, c0 * base * base)
+        self.norm0 = _norm(c0)
+        blocks: list[nn.Module] = []
+        for k in range(n - 1):
+            c_in, c_out = cfg.width * 2 ** (n - 1 - k), cfg.width * 2 ** (n - 2 - k)
+            blocks += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1), _norm(c_out), nn.SiLU()]
+        self.blocks = nn.Sequential(*blocks)
+        self.out = nn.ConvTranspose2d(cfg.width, cfg.channels, 4, 2, 1)
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        if self.embed is not None:
+            z = torch.cat([z, self.embed(y)], dim=1)
+        h = self.fc(z).view(len(z), -1, self.base, self.base)
+        h = F.silu(self.norm0(h))
+        return self.out(self.blocks(h))
+
+
+class VAE(nn.Module):
+    """A VAE with ``encode``, ``decode`` and ``decode_logits``; ``cfg`` holds its shape.
+
+    ``forward(x, y, generator)`` is the training objective (``vae_loss``): under
+    DistributedDataParallel, gradients are synchronised only for computations
+    that go through ``forward``. Sampling calls ``decode`` (``sample`` adds the
+    fixed-shape calls that make images bit-identical under any batching).
+    """
+
+    def __init__(self, cfg: VaeConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = Encoder(cfg)
+        self.decoder = Decoder(cfg)
+
+    def encode(self, x: torch.Tensor, y: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Posterior q(z | x, y): float NCHW [-1, 1] images -> (mu, logvar), each float (N, latent_dim)."""
+        return self.encoder(x, y)
+
+    def decode_logits(self, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        """Latents float (N, latent_dim) -> float NCHW per-pixel Bernoulli logits of the [0, 1]-scaled image."""
+        return self.decoder(z, y)
+
+    def decode(self, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        """Latents float (N, latent_dim) -> float NCHW images in [-1, 1] (the Bernoulli mean, rescaled)."""
+        # 2 * sigmoid(l) - 1 == tanh(l / 2): the mean of p(x | z) mapped back to [-1, 1].
+        return torch.tanh(self.decode_logits(z, y) / 2)
+
+    def forward(
+        self, x: torch.Tensor, y: torch.Tensor | None, generator: torch.Generator
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The training objective: ``vae_loss(self, x, y, generator)``."""
+        return vae_loss(self, x, y, generator)
+
+
+def vae_loss(
+    model: VAE, x: torch.Tensor, y: torch.Tensor | None, generator: torch.Generator
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Negative ELBO per image, KL weighted by ``model.cfg.beta``: recon + beta * kl.
+
+    x: float NCHW in [-1, 1]; y: int64 (N,) or None. The reparameterisation
+    noise comes from ``generator`` alone (it must live on x's device). Returns
+    (scalar loss to minimise, detached figures in nats per image: ``recon``,
+    ``kl`` and ``nelbo`` = recon + kl, the unweighted bound).
+
+    Likelihood: independent Bernoulli per pixel on (x + 1) / 2, i.e. BCE with
+    logits. MNIST pixels are nearly binary, and the Bernoulli log-likelihood
+    punishes a grey guess at a black-or-white pixel hard, so edges stay crisp.
+    A Gaussian with fixed variance is MSE in disguise: with sigma = 1 its
+    reconstruction term is so weak next to the KL that digits blur (an implicit
+    large beta), and a learned variance is prone to collapse. For continuous
+    colour data the Bernoulli is not a normalised density (the continuous
+    Bernoulli fixes that) but still trains a decoder whose mean is the image.
+    """
+    mu, logvar = model.encode(x, y)
+    eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+    z = mu + torch.exp(0.5 * logvar) * eps
+    logits = model.decode_logits(z, y)
+    target = (x + 1) / 2
+    # Sum over pixels and latent dims, mean over images: nats per image, so
+    # beta means the same thing at any resolution and batch size.
+    recon = F.binary_cross_entropy_with_logits(logits, target, reduction="none").flatten(1).sum(1).mean()
+    kl = 0.5 * (mu.square() + logvar.exp() - 1.0 - logvar).sum(1).mean()
+    loss = recon + model.cfg.beta * kl
+    figures = {"recon": recon.detach(), "kl": kl.detach(), "nelbo": (recon + kl).detach()}
+    return loss, figures
+
+
+# Rows per forward pass when sampling. CPU kernels (most of all the Linear's gemm;
+# on some grids the transposed convs too) pick their code path by batch
+# size, so a row decoded in a batch of 1 can differ from the same row in a batch
+# of 32 by ~1e-6 and flip a uint8 level (measured: 11 pixels of 32 images at
+# 64x64). With every call the same shape, each row gets the same arithmetic
+# wherever it sits, so images are bit-identical for any caller's batching.
+SAMPLE_CHUNK = 32
+
+
+def _device(model: nn.Module) -> torch.device:
+    # Inputs follow the model's weights; the model itself never picks a device.
+    return next(model.parameters()).device
+
+
+def _decode_fixed_shape(model: VAE, z: torch.Tensor, y: torch.Tensor, chunk_size: int) -> torch.Tensor:
+    """``model.decode`` in calls of exactly ``chunk_size`` rows (the last padded with zeros)."""
+    device = _device(model)
+    cfg = model.cfg
+    out = [torch.empty(0, cfg.channels, cfg.resolution, cfg.resolution, device=device)]
+    for i in range(0, len(z), chunk_size):
+        zc, yc = z[i : i + chunk_size], y[i : i + chunk_size]
+        n = len(zc)
+        zc = torch.cat([zc, zc.new_zeros(chunk_size - n, zc.shape[1])])
+        yc = torch.cat([yc, yc.new_zeros(chunk_size - n)])
+        out.append(model.decode(zc.to(device), yc.to(device))[:n])
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def sample(model: VAE, seeds: np.ndarray, labels: np.ndarray, chunk_size: int = SAMPLE_CHUNK) -> torch.Tensor:
+    """Decode one prior latent per seed: float NCHW images in [-1, 1], one per (seed, label).
+
+    seeds: uint64 (N,); labels: int64 (N,) (ignored by unconditional models).
+    Latents come from ``latents_for_seeds`` (a generator per seed), every layer
+    is per-sample and every forward pass has ``chunk_size`` rows, so image i
+    depends on seeds[i] and labels[i] alone, bit for bit, however the caller
+    batches. N need not be a multiple of ``chunk_size``; the padding costs up
+    to chunk_size - 1 wasted rows per call, so pass many seeds per call.
+    """
+    z = latents_for_seeds(seeds, model.cfg.latent_dim)
+    y = torch.as_tensor(np.asarray(labels, dtype=np.int64))
+    return _decode_fixed_shape(model, z, y, chunk_size)
+
+
+@torch.no_grad()
+def interpolate(model: VAE, seed_a: int, seed_b: int, label: int, steps: int) -> torch.Tensor:
+    """Images along the spherical path between two seeds' latents: float NCHW [-1, 1], ``steps`` images.
+
+    The first image is ``sample`` of seed_a, the last of seed_b. Spherical
+    (slerp), not linear: a standard-normal latent lies near the sphere of radius
+    sqrt(latent_dim), and a straight line cuts inside it (the midpoint's norm is
+    about 0.71 of that), into latents the decoder rarely saw in training.
+    """
+    za, zb = latents_for_seeds(np.array([seed_a, seed_b], dtype=np.uint64), model.cfg.latent_dim)
+    t = torch.linspace(0.0, 1.0, steps)[:, None]
+    cos = (za @ zb / (za.norm() * zb.norm())).clamp(-1.0, 1.0)
+    theta = torch.arccos(cos)
+    if theta.abs() < 1e-4:  # (nearly) parallel: slerp's 0/0, and lerp is then the same path
+        z = torch.lerp(za, zb, t)
+    else:
+        z = (torch.sin((1 - t) * theta) * za + torch.sin(t * theta) * zb) / torch.sin(theta)
+    y = torch.full((steps,), int(label), dtype=torch.int64)
+    return _decode_fixed_shape(model, z, y, SAMPLE_CHUNK)
+
+
+@torch.no_grad()
+def reconstruct(model: VAE, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+    """Decode the posterior mean of each image: float NCHW [-1, 1] in, same shape out. No noise."""
+    mu, _ = model.encode(x, y)
+    return model.decode(mu, y)
+
+
+class VaeFamily(Family):
+    """The VAE family's training and sampling: vae, beta_vae (beta = 4), cvae (conditional)."""
+
+    name = "vae"
+    sampler_key = "vae"
+    log_fields = ("loss", "recon", "kl")
+
+    def build(self, spec, shape: ImageShape) -> dict[str, nn.Module]:
+        return {"vae": VAE(vae_config(spec, shape))}
+
+    def optimizers(self, nets, train) -> dict[str, torch.optim.Optimizer]:
+        return {"opt": torch.optim.Adam(nets["vae"].parameters(), lr=train.lr_g, betas=(train.beta1, train.beta2))}
+
+    def train_step(self, nets, opts, data: StepData, backward) -> dict[str, torch.Tensor]:
+        x, y = data.real(0)
+        loss, figures = nets["vae"](x, y if data.spec.conditional else None, data.gen)
+        opts["opt"].zero_grad(set_to_none=True)
+        backward(loss)
+        opts["opt"].step()
+        return {"loss": loss.detach(), "recon": figures["recon"], "kl": figures["kl"]}
+
+    def build_sampler(self, model_config: dict) -> nn.Module:
+        from synth.spec import model_from_config
+
+        return VAE(vae_config(model_from_config(model_config), shape_of(model_config)))
+
+    def sample(self, net, seeds: np.ndarray, labels: np.ndarray, sampling: Sampling) -> torch.Tensor:
+        z = latents_for_seeds(seeds, net.cfg.latent_dim) * sampling.truncation
+        y = torch.as_tensor(np.asarray(labels, dtype=np.int64))
+        return _decode_fixed_shape(net, z, y, len(seeds))
+
+    def sampling_record(self, sampling: Sampling) -> dict:
+        return {"truncation": sampling.truncation} if sampling.truncation != 1.0 else {}
+
+
+def vae_config(spec, shape: ImageShape) -> VaeConfig:
+    return VaeConfig(shape.resolution, shape.channels, shape.num_classes, spec.latent_dim, spec.width,
+                     spec.conditional, spec.beta)  # fmt: skip
+
+
+FAMILY = VaeFamily()

@@ -85,7 +85,7 @@ def run(job: JobArg, out: OutOpt, set_: SetOpt = None, dry_run: DryOpt = False, 
     from synth.report import save_summary
 
     pipeline.check_out_dir(out, spec)
-    data = pipeline.preflight(spec)
+    data = pipeline.preflight(spec, generating=True)
     with engine.ray_session(address):
         trained = pipeline.run_train(spec, out, data)
         save_summary(out, "train", trained)

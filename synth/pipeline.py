@@ -55,8 +55,20 @@ def claim_out_dir(out: Path, job: Job) -> None:
     atomic_write_bytes(out / ".synth/job.yaml", job.to_yaml().encode())
 
 
-def preflight(job: Job):
+def check_labelled(job: Job) -> None:
+    """Refuse to write a dataset from an unconditional model: its images have no class to put in .cls."""
+    if not job.model.conditional:
+        raise SynthError(
+            f"model.name: {job.model.name} is unconditional, so its images have no class for the shards' .cls "
+            "labels; unlabelled datasets are not supported yet: train it with 'synth train', or generate with a "
+            "conditional model (dcgan_cond, cvae, ddpm_cond, or conditional: true)"
+        )
+
+
+def preflight(job: Job, generating: bool = False):
     """Everything that can fail on bad input, checked before any file is written. Returns the dataset."""
+    if generating:
+        check_labelled(job)
     from synth.data import load_dataset
     from synth.models import build_nets
 
@@ -189,6 +201,7 @@ def preflight_generate(job: Job, out: Path) -> None:
     from synth.train import checkpoint as ckpt
 
     check_out_dir(out, job, must_exist=True)
+    check_labelled(job)
     meta, _ = ckpt.load_generator_files(out / "checkpoints")
     class_counts(job, list(meta["class_names"]))
     if job.output.url:

@@ -123,3 +123,11 @@ def test_generate_refuses_before_ray_starts(cli, tmp_path, override, fragments):
     proc = cli("generate", str(QUICKSTART), "--out", str(out), *args)
     assert_one_line_error(proc, *fragments)
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+
+
+@pytest.mark.parametrize("name", ["dcgan", "sngan", "wgan_gp", "vae", "beta_vae"])
+def test_run_refuses_unconditional_models_before_training(cli, tmp_path, name):
+    """An unconditional model's images have no class: `synth run` says so before it trains or writes anything."""
+    proc = cli("run", str(QUICKSTART), "--out", str(tmp_path / "o"), "--set", f"model.name={name}")
+    assert_one_line_error(proc, f"model.name: {name} is unconditional", "synth train")
+    assert not (tmp_path / "o").exists()

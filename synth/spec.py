@@ -111,6 +111,7 @@ class DiffusionModel(_ModelSection):
     timesteps: int = Field(1000, ge=2)
     schedule: Literal["cosine", "linear"] = "cosine"
     p_uncond: float = Field(0.1, ge=0, lt=1, description="label dropout for classifier-free guidance")
+    attention: bool = Field(True, description="one self-attention block at the U-Net's lowest resolution")
 
 
 MODEL_SECTIONS: dict[str, type[_ModelSection]] = {"gan": GanModel, "vae": VaeModel, "diffusion": DiffusionModel}

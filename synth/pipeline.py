@@ -297,3 +297,50 @@ def run_evaluate(job: Job, out: Path) -> dict:
 
 def clean_ray_train_dir(out: Path) -> None:
     shutil.rmtree(out / ".synth" / "ray_train", ignore_errors=True)
+
+
+def run_interpolate(job: Job, out: Path, seeds: list[int], steps: int, classes: list[str] | None) -> Path:
+    """A PNG grid of images along a path through the seeds' latents: a row per class, ``steps`` per segment.
+
+    Seeds are sample seeds as the shards' ``.json`` records them. Writes ``out/interpolation.png``.
+    """
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from synth.generate.worker import GeneratorRef, load_generator
+    from synth.models.common import to_uint8
+    from synth.models.family import Sampling
+    from synth.train import checkpoint as ckpt
+    from synth.train.checkpoint import atomic_write_bytes
+
+    check_out_dir(out, job, must_exist=True)
+    if len(seeds) < 2 or steps < 2:
+        raise SynthError("interpolate: give at least 2 seeds (--seeds 1,2) and --steps of at least 2")
+    meta, weights = ckpt.load_generator_files(out / "checkpoints")
+    names = list(meta["class_names"])
+    conditional = bool(meta["model_config"].get("conditional", True))
+    rows = [0] if not conditional else list(range(len(names)))
+    if classes:
+        from synth.generate.plan import _class_index
+
+        rows = [_class_index(c, names, "--classes") for c in classes]
+    sampler = load_generator(GeneratorRef(job.model.name, meta["model_config"], meta["digest"]), weights)
+    g = job.generate
+    sampling = Sampling(g.truncation, g.sampler, g.steps, g.eta, g.guidance)
+    seed_array = np.asarray(seeds, dtype=np.uint64)
+    with torch.inference_mode():
+        grid = [to_uint8(sampler.family.interpolate(sampler.net, seed_array, k, steps, sampling)) for k in rows]
+    images = np.stack(grid)  # rows, cols, H, W, C
+    r, c, h, w, ch = images.shape
+    canvas = images.transpose(0, 2, 1, 3, 4).reshape(r * h, c * w, ch)
+    picture = Image.fromarray(canvas[..., 0] if ch == 1 else canvas)
+    scale = max(1, 64 // h)  # small images drawn larger, pixels kept sharp
+    picture = picture.resize((picture.width * scale, picture.height * scale), Image.Resampling.NEAREST)
+    import io
+
+    buf = io.BytesIO()
+    picture.save(buf, format="PNG")
+    path = out / "interpolation.png"
+    atomic_write_bytes(path, buf.getvalue())
+    return path

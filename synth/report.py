@@ -106,6 +106,14 @@ def render_html(job: Job, f: dict, stages: dict, grid_b64: str, log_rows: list[d
         ("FID, domain features, real vs real", _fmt(f.get("fid_domain_real_vs_real")),
          f"{n_real // 2} vs {n_real - n_real // 2} real", "the floor: what two samples of real data score"),
     ]  # fmt: skip
+    if f.get("prdc_domain"):
+        m, ref = f["prdc_domain"], f.get("prdc_domain_real_vs_real") or {}
+        for key, what in (("coverage", "share of real images with a generated one among their 5 nearest "
+                                       "neighbours: falls when the model collapses onto few modes"),
+                          ("recall", "share of real images inside the generated images' k-NN manifold (variety)"),
+                          ("precision", "share of generated images inside the real images' k-NN manifold (realism)")):
+            rows.append((f"{key.capitalize()}, domain features (k=5)", _fmt(m[key]), f"{n_gen} generated vs {n_real} real",
+                         f"{what}; real vs real: {_fmt(ref.get(key))}"))  # fmt: skip
     if "fid_inception" in f:
         rows.insert(1, ("FID, InceptionV3", _fmt(f["fid_inception"]),
                         f"{f['fid_inception_num_generated']} generated vs {f['fid_inception_num_real']} real, PNG",

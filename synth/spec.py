@@ -49,6 +49,16 @@ class _ModelSection(_Section):
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {}
     TRAIN_DEFAULTS: ClassVar[dict[str, float]] = {}
 
+    def canonical(self) -> dict[str, Any]:
+        """What defines this model: name and size, and any field that differs from the name's preset.
+
+        Job identities and checkpoints use this, so a release that adds a field (with a preset)
+        leaves existing outputs and checkpoints valid.
+        """
+        preset = type(self).model_validate({"name": self.name}).model_dump(mode="json")
+        keep = ("name", "latent_dim", "width")
+        return {k: v for k, v in self.model_dump(mode="json").items() if k in keep or v != preset[k]}
+
     @model_validator(mode="before")
     @classmethod
     def _preset(cls, data: Any) -> Any:
@@ -290,7 +300,7 @@ class Job(_Section):
         core = {
             "seed": self.seed,
             "data": self.data.model_dump(),
-            "model": self.model.model_dump(),
+            "model": self.model.canonical(),
             "output": {"name": self.output.name},
         }
         return digest(core)

@@ -6,6 +6,8 @@ Figures (each states its sample counts and feature network in the report):
   fid_domain_real_vs_real  the same between two halves of the real data (a floor to compare with)
   label_fidelity  domain classifier accuracy on generated images vs the class they were made for
   per-class label fidelity and the histogram of predicted classes (collapse shows here)
+  prdc_domain     precision, recall, density, coverage (k = 5) in the domain features, and the same
+                  between two halves of the real data (collapse shows in coverage and recall)
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from synth.generate.worker import shard_rel
 from synth.manifest import IMAGE_EXTS, read_manifest
 from synth.metrics.classifier import classifier_features, predict, train_classifier
 from synth.metrics.fid import INCEPTION_NAME, InceptionFeatures, features_to_fid
+from synth.metrics.manifold import features_to_prdc
 from synth.progress import Progress
 from synth.shards import read_shard
 from synth.spec import Job
@@ -99,6 +102,9 @@ def evaluate(job: Job, out: Path) -> dict:
         # interleaved halves: both class-balanced (the subset is in dataset order)
         "fid_domain_real_vs_real": features_to_fid(f_real[0::2], f_real[1::2]) if len(real) >= 4 else None,
         "fid_domain_network": DOMAIN_NAME,
+        # coverage falls when a model collapses onto few modes; the real-vs-real halves give its ceiling
+        "prdc_domain": features_to_prdc(f_real, f_fake, k=5),
+        "prdc_domain_real_vs_real": features_to_prdc(f_real[0::2], f_real[1::2], k=5) if len(real) >= 24 else None,
     }
     if ecfg.inception:
         figures.update(inception_fid(real, fake))

@@ -103,3 +103,23 @@ def recompute_batchnorm_stats(model: nn.Module, batches) -> None:
     model.eval()
     for m, (momentum, _) in zip(norms, saved):
         m.momentum = momentum
+
+
+def slerp_path(points: torch.Tensor, steps: int) -> torch.Tensor:
+    """Points along spherical paths through ``points`` (K, D) in order: (K - 1) * (steps - 1) + 1 rows.
+
+    Spherical, not linear: a standard-normal latent lies near the sphere of radius sqrt(D), and a
+    straight line between two cuts inside it, into latents a model rarely saw in training.
+    """
+    if len(points) < 2 or steps < 2:
+        raise ValueError("an interpolation needs at least 2 points and 2 steps")
+    out = [points[:1]]
+    t = torch.linspace(0.0, 1.0, steps, dtype=points.dtype)[1:, None]
+    for a, b in zip(points[:-1], points[1:]):
+        cos = (a @ b / (a.norm() * b.norm())).clamp(-1.0, 1.0)
+        theta = torch.arccos(cos)
+        if theta.abs() < 1e-4:  # (nearly) parallel: slerp's 0/0; the straight line is the same path
+            out.append(torch.lerp(a, b, t))
+        else:
+            out.append((torch.sin((1 - t) * theta) * a + torch.sin(t * theta) * b) / torch.sin(theta))
+    return torch.cat(out)

@@ -435,6 +435,19 @@ class DiffusionFamily(Family):
         return sample_ddim(net, schedule, seeds, labels, sampling.steps, sampling.eta, sampling.guidance,
                            forward_batch=len(seeds))  # fmt: skip
 
+    def latents(self, net, seeds: np.ndarray) -> torch.Tensor:
+        """Each seed's x_T (as ``sample`` draws it), flattened."""
+        cfg = net.cfg
+        return draw_noise(seed_generators(seeds), (cfg.channels, cfg.resolution, cfg.resolution)).flatten(1)
+
+    def decode_latents(self, net, z: torch.Tensor, labels: np.ndarray, sampling: Sampling) -> torch.Tensor:
+        """Deterministic DDIM (eta 0) from the given x_T: interpolating x_T interpolates the images."""
+        cfg = net.cfg
+        x_T = z.view(len(z), cfg.channels, cfg.resolution, cfg.resolution)
+        y = torch.from_numpy(np.ascontiguousarray(labels, dtype=np.int64))
+        timesteps = ddim_timesteps(cfg.timesteps, sampling.steps)
+        return denoise(net, self.schedule(cfg), x_T, y, timesteps, 0.0, sampling.guidance, forward_batch=len(z))
+
     def sampling_record(self, sampling: Sampling) -> dict:
         record = {"sampler": sampling.sampler, "guidance": sampling.guidance}
         if sampling.sampler == "ddim":

@@ -95,6 +95,21 @@ class Family:
         """
         raise NotImplementedError
 
+    def latents(self, net: nn.Module, seeds: np.ndarray) -> torch.Tensor:
+        """The starting point of each seed's sample, flattened: float (N, D)."""
+        raise NotImplementedError
+
+    def decode_latents(self, net: nn.Module, z: torch.Tensor, labels: np.ndarray, sampling: Sampling) -> torch.Tensor:
+        """Images (float NCHW in [-1, 1]) from starting points ``z`` (N, D), as ``sample`` makes them from seeds."""
+        raise NotImplementedError
+
+    def interpolate(self, net: nn.Module, seeds: np.ndarray, label: int, steps: int, sampling: Sampling) -> torch.Tensor:
+        """Images along a spherical path through the seeds' starting points, ``steps`` per segment, one class."""
+        from synth.models.common import slerp_path
+
+        z = slerp_path(self.latents(net, seeds), steps)
+        return self.decode_latents(net, z, np.full(len(z), label, dtype=np.int64), sampling)
+
     def sampling_record(self, sampling: Sampling) -> dict[str, Any]:
         """The settings of ``sampling`` this family uses, for each sample's ``.json``."""
         return {}

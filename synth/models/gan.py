@@ -271,7 +271,12 @@ class GanFamily(Family):
         recompute_batchnorm_stats(sampler, batches)
 
     def sample(self, net, seeds: np.ndarray, labels: np.ndarray, sampling: Sampling) -> torch.Tensor:
-        z = latents_for_seeds(seeds, net.cfg.latent_dim)
+        return self.decode_latents(net, self.latents(net, seeds), labels, sampling)
+
+    def latents(self, net, seeds: np.ndarray) -> torch.Tensor:
+        return latents_for_seeds(seeds, net.cfg.latent_dim)
+
+    def decode_latents(self, net, z: torch.Tensor, labels: np.ndarray, sampling: Sampling) -> torch.Tensor:
         if sampling.truncation != 1.0:
             z = z * sampling.truncation
         return net(z, torch.from_numpy(np.ascontiguousarray(labels, dtype=np.int64)))

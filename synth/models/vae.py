@@ -276,9 +276,14 @@ class VaeFamily(Family):
         return VAE(vae_config(model_from_config(model_config), shape_of(model_config)))
 
     def sample(self, net, seeds: np.ndarray, labels: np.ndarray, sampling: Sampling) -> torch.Tensor:
-        z = latents_for_seeds(seeds, net.cfg.latent_dim) * sampling.truncation
+        return self.decode_latents(net, self.latents(net, seeds), labels, sampling)
+
+    def latents(self, net, seeds: np.ndarray) -> torch.Tensor:
+        return latents_for_seeds(seeds, net.cfg.latent_dim)
+
+    def decode_latents(self, net, z: torch.Tensor, labels: np.ndarray, sampling: Sampling) -> torch.Tensor:
         y = torch.as_tensor(np.asarray(labels, dtype=np.int64))
-        return _decode_fixed_shape(net, z, y, len(seeds))
+        return _decode_fixed_shape(net, z * sampling.truncation, y, len(z))
 
     def sampling_record(self, sampling: Sampling) -> dict:
         return {"truncation": sampling.truncation} if sampling.truncation != 1.0 else {}

@@ -51,7 +51,7 @@ def make_accelerator(use_gpu: bool | None):
 def model_config(job: Job, num_classes: int) -> dict:
     """What a checkpoint must match to be resumed."""
     return {
-        **job.model.model_dump(),
+        **job.model.canonical(),
         "resolution": job.data.resolution,
         "channels": job.data.channels,
         "num_classes": num_classes,

@@ -59,6 +59,9 @@ def test_report(tiny_run):
     assert report["train"]["step"] == 40 and report["generate"]["count"] == 230
     page = (out / "report.html").read_text()
     assert "InceptionV3" in page and "SmallCNN" in page and "40 generated vs 40 real" in page
+    assert set(f["prdc_domain"]) == {"precision", "recall", "density", "coverage"}
+    assert 0 <= f["prdc_domain"]["coverage"] <= 1 and f["prdc_domain_real_vs_real"]["coverage"] > 0
+    assert "Coverage, domain features (k=5)" in page
     assert "data:image/png;base64," in page
     grid = Image.open(out / "report_grid.png")
     assert grid.width > 0 and grid.height > 0
@@ -108,3 +111,15 @@ def test_same_bytes_with_other_workers_and_batch(tiny_run):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "230 new" in proc.stdout
     assert shard_md5s(out) == before
+
+
+def test_interpolate_writes_a_grid(tiny_run):
+    out, _ = tiny_run
+    proc = run_cli("interpolate", str(QUICKSTART), "--out", str(out), *TINY, "--seeds", "1,2,3", "--steps", "4",
+                   "--classes", "3,8")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    grid = Image.open(out / "interpolation.png")
+    assert grid.size == (7 * 56, 2 * 56)  # 2 segments of 4 points share one: 7 columns; 2 classes; 28 px drawn 2x
+    assert np.asarray(grid).std() > 0
+    bad = run_cli("interpolate", str(QUICKSTART), "--out", str(out), *TINY, "--seeds", "1,x")
+    assert bad.returncode == 2 and bad.stderr.strip() == "error: --seeds '1,x': expected integers separated by commas"

@@ -97,6 +97,26 @@ def test_resume_round_trip_and_sampling(tmp_path, member):
         assert not np.array_equal(sample_images(G, seeds, labels, 70, Sampling(truncation=0.5)), reference)
 
 
+@pytest.mark.parametrize("member", ["dcgan_cond", "cvae", "ddpm_cond"])
+def test_interpolation_runs_from_seed_to_seed(tmp_path, member):
+    """The path's ends are the two seeds' own samples (within a grey level: other forward shapes)."""
+    import json
+
+    train(job(member, 4), tmp_path, log_lines=False)
+    meta = json.loads((tmp_path / "checkpoints/generator.json").read_text())
+    G = load_generator(GeneratorRef(member, meta["model_config"], meta["digest"]),
+                       (tmp_path / "checkpoints/generator.safetensors").read_bytes())  # fmt: skip
+    seeds, sampling = np.array([11, 22], dtype=np.uint64), Sampling(steps=10)
+    with torch.inference_mode():
+        from synth.models.common import to_uint8
+
+        path = to_uint8(G.family.interpolate(G.net, seeds, 3, 6, sampling))
+    ends = sample_images(G, seeds, np.array([3, 3]), 2, sampling)
+    assert path.shape == (6, 8, 8, 1)
+    assert np.abs(path[[0, -1]].astype(int) - ends.astype(int)).max() <= 1
+    assert not np.array_equal(path[2], path[0]) and not np.array_equal(path[2], path[-1])
+
+
 def test_wgan_gp_takes_five_critic_steps(tmp_path):
     """n_critic = 5 critic updates per generator update: the critic's Adam has taken 5x the steps."""
     train(job("wgan_gp", 2), tmp_path, log_lines=False)

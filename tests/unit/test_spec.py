@@ -88,3 +88,18 @@ def test_identity_ignores_scale_but_not_model():
     assert a.identity() == load_job(QUICKSTART, ["generate.count=5", "train.num_workers=2"]).identity()
     assert a.identity() != load_job(QUICKSTART, ["model.width=32"]).identity()
     assert a.identity() != load_job(QUICKSTART, ["seed=1"]).identity()
+
+
+def test_model_identity_is_name_size_and_changes_from_the_preset():
+    """Spelling out a preset's values changes nothing; changing one does. Old outputs (name, latent_dim,
+    width only) keep their identity when a release adds fields."""
+    from synth.spec import job_from_dict
+
+    plain = job_from_dict({"model": {"name": "dcgan_cond"}})
+    spelled = job_from_dict({"model": {"name": "dcgan_cond", "loss": "hinge", "conditional": True, "n_critic": 1}})
+    changed = job_from_dict({"model": {"name": "dcgan_cond", "loss": "nonsaturating"}})
+    assert plain.model.canonical() == {"name": "dcgan_cond", "latent_dim": 64, "width": 64}
+    assert plain.identity() == spelled.identity() != changed.identity()
+    assert changed.model.canonical()["loss"] == "nonsaturating"
+    vae = job_from_dict({"model": {"name": "beta_vae"}})
+    assert vae.model.beta == 4.0 and vae.train.lr_g == 1e-3 and vae.train.beta2 == 0.999

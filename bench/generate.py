@@ -2,8 +2,9 @@
 
 All figures come from one process on one embedded Ray, so they share the machine's state:
 
-  limit        (the issue's target) the slower of (a) raw sampling: the generator's forward passes alone, as Ray tasks,
-               one per shard, as many at once as `synth generate` runs, and (b) raw encode-and-write:
+  limit        (the issue's target) the slower of (a) raw sampling: the worker's sampling path alone (seeds,
+               latents, forward passes, uint8), as Ray tasks, one per shard, as many at once as Ray has
+               CPUs, and (b) raw encode-and-write:
                the same images, sampled beforehand, resized/augmented/encoded/written into tars by
                the worker's own code (synth.generate.worker.encoded_samples + shards.write_shard).
   CPU bound    1 / (1/sampling + 1/encode+write): on a machine without a GPU both stages run on the

@@ -204,6 +204,12 @@ def preflight_generate(job: Job, out: Path) -> None:
     check_labelled(job)
     meta, _ = ckpt.load_generator_files(out / "checkpoints")
     class_counts(job, list(meta["class_names"]))
+    from synth.spec import model_from_config
+
+    model_config = meta.get("model_config") or {"name": job.model.name}
+    timesteps = getattr(model_from_config(model_config), "timesteps", None)
+    if timesteps is not None and job.generate.sampler == "ddim" and job.generate.steps > timesteps:
+        raise SynthError(f"generate.steps: {job.generate.steps} DDIM steps, but the trained model has {timesteps}")
     if job.output.url:
         from synth.storage import Store
 
@@ -319,7 +325,9 @@ def run_interpolate(job: Job, out: Path, seeds: list[int], steps: int, classes: 
         raise SynthError("interpolate: give at least 2 seeds (--seeds 1,2) and --steps of at least 2")
     meta, weights = ckpt.load_generator_files(out / "checkpoints")
     names = list(meta["class_names"])
-    conditional = bool(meta["model_config"].get("conditional", True))
+    from synth.spec import model_from_config
+
+    conditional = model_from_config(meta["model_config"]).conditional
     rows = [0] if not conditional else list(range(len(names)))
     if classes:
         from synth.generate.plan import _class_index

@@ -132,7 +132,8 @@ def _model_family(value: Any) -> str | None:
     if isinstance(value, _ModelSection):
         return next(f for f, cls in MODEL_SECTIONS.items() if isinstance(value, cls))
     if isinstance(value, dict):
-        return MODEL_NAMES.get(value.get("name", "dcgan_cond"))
+        name = value.get("name", "dcgan_cond")
+        return MODEL_NAMES.get(name) if isinstance(name, str) else None
     return None
 
 
@@ -231,7 +232,8 @@ class GenerateSpec(_Section):
         "{proportions: {class: w}}",
     )
     shard_size: int = Field(1_000, ge=1, description="samples per shard (the last shard may be smaller)")
-    batch_size: int = Field(250, ge=1, description="images per forward pass of the generator")
+    batch_size: int = Field(250, ge=1, description="images sampled ahead and handed to the encoder at once "
+                            "(the generator itself always runs on 64 rows at a time)")
     num_workers: int = Field(2, ge=1, description="shard tasks running at once")
     prefetch: int = Field(
         1, ge=0, le=8, description="generator batches made ahead in a background thread, overlapping sampling "
@@ -281,6 +283,14 @@ class Job(_Section):
     augment: AugmentSpec = AugmentSpec()
     evaluate: EvaluateSpec = EvaluateSpec()
     output: OutputSpec = OutputSpec()
+
+    @model_validator(mode="after")
+    def _steps_within_timesteps(self) -> "Job":
+        timesteps = getattr(self.model, "timesteps", None)
+        if timesteps is not None and self.generate.sampler == "ddim" and self.generate.steps > timesteps:
+            raise ValueError(f"generate.steps: {self.generate.steps} DDIM steps, but the model has "
+                             f"{timesteps} timesteps (model.timesteps); use at most {timesteps}")
+        return self
 
     @model_validator(mode="after")
     def _train_defaults(self) -> "Job":
@@ -363,15 +373,17 @@ def format_validation_error(source: str, err: ValidationError) -> str:
     """One line naming each bad field: ``job.yaml: train.stepz: unknown field``."""
     parts = []
     for item in err.errors():
-        loc = ".".join(_clean_loc(item["loc"])) or "(top level)"
+        loc = ".".join(_clean_loc(item["loc"]))
         if item["type"] == "extra_forbidden":
             msg = "unknown field"
+        elif item["type"] == "model_name" and not isinstance(item["input"], dict):
+            loc, msg = "model", "expected a section with a name, e.g. model: {name: dcgan_cond}"
         elif item["type"] == "model_name":
-            name = item["input"].get("name") if isinstance(item["input"], dict) else item["input"]
+            name = item["input"].get("name")
             loc, msg = "model.name", f"unknown model {name!r}; choose from {', '.join(MODEL_NAMES)}"
         else:
             msg = item["msg"].removeprefix("Value error, ")
-        parts.append(f"{loc}: {msg}")
+        parts.append(f"{loc}: {msg}" if loc else msg)  # a whole-job check names its own fields
     return f"{source}: " + "; ".join(parts)
 
 

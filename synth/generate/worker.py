@@ -161,9 +161,20 @@ FORWARD_ROWS = 64
 
 def iter_images(G: Sampler, seeds: np.ndarray, labels: np.ndarray, batch_size: int,
                 sampling: Sampling = Sampling()) -> Iterator[np.ndarray]:  # fmt: skip
-    """The images of ``sample_images``, in batches of ``batch_size`` (forward passes of ``FORWARD_ROWS``)."""
-    for i in range(0, len(seeds), batch_size):
-        yield _forward_fixed(G, seeds[i : i + batch_size], labels[i : i + batch_size], sampling)
+    """The images of ``sample_images``, in batches of ``batch_size``.
+
+    The generator runs on ``FORWARD_ROWS`` rows at a time whatever ``batch_size`` (only the last
+    forward of the call is padded); ``batch_size`` sets how many images are handed on at once.
+    """
+    pending: list[np.ndarray] = []
+    held = 0
+    for j in range(0, len(seeds), FORWARD_ROWS):
+        pending.append(_forward_fixed(G, seeds[j : j + FORWARD_ROWS], labels[j : j + FORWARD_ROWS], sampling))
+        held += len(pending[-1])
+        while held >= batch_size or (held and j + FORWARD_ROWS >= len(seeds)):
+            images = np.concatenate(pending)
+            yield images[:batch_size]
+            pending, held = ([images[batch_size:]], len(images) - batch_size) if len(images) > batch_size else ([], 0)
 
 
 @torch.inference_mode()
@@ -188,8 +199,9 @@ _SAMPLER = None
 def prefetch(batches: Iterator[np.ndarray], depth: int) -> Iterator[np.ndarray]:
     """Run ``batches`` in a background thread, up to ``depth`` batches ahead of the consumer.
 
-    The generator's forward passes (torch, which releases the GIL; on a GPU,
-    the device) then overlap with encoding and writing in the caller's thread.
+    The generator's forward passes (torch releases the GIL) then overlap with
+    encoding and writing in the caller's thread: on a machine with spare cores,
+    and on a GPU once generation runs there (it runs on CPU for now).
     The order is unchanged, so are the bytes. An exception in the thread is
     raised in the caller; a consumer that stops early stops the producer.
     """
@@ -286,7 +298,10 @@ def write_one_shard(work: ShardWork, weights: bytes) -> ShardResult:
     batches = source_images(work, G, samples)
     if work.prefetch:
         batches = prefetch(batches, depth=work.prefetch)
-    written = write_shard(work.store, shard_rel(shard.name), encoded_samples(work, batches, samples))
+    try:
+        written = write_shard(work.store, shard_rel(shard.name), encoded_samples(work, batches, samples))
+    finally:
+        batches.close()  # stops the sampler thread now, even if the error (and this frame) is kept alive
     write_part(work, samples, written.num_bytes, written.md5)
     return ShardResult(shard.index, shard.name, written.num_samples, written.num_bytes, written.md5,
                        time.perf_counter() - t0, peak_rss_mb=_peak_rss_mb())  # fmt: skip

@@ -103,14 +103,29 @@ def evaluate(job: Job, out: Path) -> dict:
         "fid_domain_real_vs_real": features_to_fid(f_real[0::2], f_real[1::2]) if len(real) >= 4 else None,
         "fid_domain_network": DOMAIN_NAME,
         # coverage falls when a model collapses onto few modes; the real-vs-real halves give its ceiling
-        "prdc_domain": features_to_prdc(f_real, f_fake, k=5),
-        "prdc_domain_real_vs_real": features_to_prdc(f_real[0::2], f_real[1::2], k=5) if len(real) >= 24 else None,
+        **manifold_figures(f_real, f_fake),
     }
     if ecfg.inception:
         figures.update(inception_fid(real, fake))
     figures["grid_images"] = class_grid(fake, fake_labels, data.num_classes, ecfg.grid_per_class)
     figures["seconds"] = time.perf_counter() - t0
     return figures
+
+
+PRDC_MAX = 5000  # k-NN on dense distance matrices: 3 of N x N float64, 200 MB each at this size
+
+
+def manifold_figures(f_real: np.ndarray, f_fake: np.ndarray, k: int = 5) -> dict:
+    """Precision, recall, density, coverage (on at most PRDC_MAX of each) and their real-vs-real values."""
+    f_real, f_fake = f_real[:PRDC_MAX], f_fake[:PRDC_MAX]
+    if min(len(f_real), len(f_fake)) <= k:
+        return {"prdc_domain": None, "prdc_domain_real_vs_real": None}
+    halves = (f_real[0::2], f_real[1::2])
+    return {
+        "prdc_domain": features_to_prdc(f_real, f_fake, k),
+        "prdc_domain_real_vs_real": features_to_prdc(*halves, k) if min(map(len, halves)) > k else None,
+        "prdc_num_samples": [int(len(f_real)), int(len(f_fake))],
+    }
 
 
 def inception_fid(real: np.ndarray, fake: np.ndarray) -> dict:

@@ -1,9 +1,12 @@
 """Every job in jobs/ runs end to end through the CLI on a real embedded Ray, at a tiny size."""
 
 import json
+import tarfile
 
 import pyarrow.parquet as pq
 import pytest
+
+from synth.spec import load_job
 
 from ..conftest import ROOT, run_cli
 
@@ -22,6 +25,13 @@ def test_job_runs_end_to_end(tmp_path, job):
     assert "generated: 60 images in 2 shards" in proc.stdout and "report:" in proc.stdout
     assert len(pq.read_table(out / "manifest.parquet")) == 60
     report = json.loads((out / "report.json").read_text())
-    assert report["job"]["model"]["name"] and 0 <= report["figures"]["label_fidelity"] <= 1
+    spec = load_job(job, TINY)
+    assert report["job"]["model"]["name"] == spec.model.name and report["train"]["step"] == 6
+    with tarfile.open(out / "shards" / f"{spec.output.name}-000000.tar") as tar:
+        meta = json.loads(tar.extractfile(next(n for n in tar.getnames() if n.endswith(".json"))).read())
+    assert meta["model"] == spec.model.name
+    if spec.model.name.startswith("ddpm"):  # the diffusion settings that shaped the pixels are recorded
+        g = spec.generate
+        assert meta["sampling"] == {"sampler": g.sampler, "steps": g.steps, "eta": g.eta, "guidance": g.guidance}
     verified = run_cli("verify", str(out))
     assert verified.returncode == 0 and "verify: ok, 2 shards, 60 samples" in verified.stdout, verified.stderr

@@ -116,7 +116,10 @@ def test_generate_refuses_before_ray_starts(cli, tmp_path, override, fragments):
     sets = ["augment.copies=3", "generate.count=30"]
     claim_out_dir(out, load_job(QUICKSTART, sets))
     (out / "checkpoints").mkdir()
-    (out / "checkpoints" / "generator.json").write_text(json.dumps({"class_names": [str(i) for i in range(10)]}))
+    meta = {"class_names": [str(i) for i in range(10)],
+            "model_config": {"name": "dcgan_cond", "latent_dim": 64, "width": 64, "resolution": 28, "channels": 1,
+                             "num_classes": 10}}  # fmt: skip
+    (out / "checkpoints" / "generator.json").write_text(json.dumps(meta))
     (out / "checkpoints" / "generator.safetensors").write_bytes(b"")
     before = sorted(p.relative_to(out) for p in out.rglob("*"))
     args = [a for s in sets + [override] for a in ("--set", s)]

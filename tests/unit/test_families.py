@@ -152,3 +152,16 @@ def test_conditional_members_make_the_class_asked_for(tmp_path, member, steps):
     accuracy = float((digit_classifier().predict(images.reshape(500, -1) / 255.0) == labels).mean())
     print(f"{member}: {accuracy:.3f} of generated digits classified as asked")
     assert accuracy > 0.5, accuracy
+
+
+@pytest.mark.parametrize("member,rows", [("dcgan", 1), ("cvae", 10)])
+def test_interpolate_grid_has_a_row_per_class_of_conditional_models(tmp_path, member, rows):
+    from PIL import Image
+
+    from synth.pipeline import claim_out_dir, run_interpolate
+
+    spec = job(member, 2)
+    train(spec, tmp_path, log_lines=False)
+    claim_out_dir(tmp_path, spec)
+    grid = Image.open(run_interpolate(spec, tmp_path, [1, 2], 3, None))
+    assert grid.size == (3 * 64, rows * 64)  # 8 px images drawn 8x

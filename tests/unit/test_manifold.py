@@ -40,3 +40,12 @@ def test_collapse_shows_in_coverage_and_recall_not_precision():
 def test_needs_more_than_k_samples():
     with pytest.raises(ValueError, match="more than k=5"):
         features_to_prdc(np.zeros((5, 3)), np.zeros((10, 3)))
+
+
+def test_evaluation_figures_skip_tiny_counts_and_cap_large_ones():
+    from synth.metrics.evaluate import PRDC_MAX, manifold_figures
+
+    rng = np.random.default_rng(0)
+    assert manifold_figures(rng.normal(size=(5, 4)), rng.normal(size=(50, 4)))["prdc_domain"] is None
+    figures = manifold_figures(rng.normal(size=(PRDC_MAX + 10, 2)), rng.normal(size=(40, 2)))
+    assert figures["prdc_num_samples"] == [PRDC_MAX, 40] and figures["prdc_domain_real_vs_real"] is not None

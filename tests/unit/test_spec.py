@@ -103,3 +103,18 @@ def test_model_identity_is_name_size_and_changes_from_the_preset():
     assert changed.model.canonical()["loss"] == "nonsaturating"
     vae = job_from_dict({"model": {"name": "beta_vae"}})
     assert vae.model.beta == 4.0 and vae.train.lr_g == 1e-3 and vae.train.beta2 == 0.999
+
+
+@pytest.mark.parametrize(
+    "raw,message",
+    [({"model": {"name": "ddpm_cond", "timesteps": 20}}, "generate.steps: 50 DDIM steps, but the model has 20"),
+     ({"model": "dcgan"}, "model: expected a section with a name"),
+     ({"model": {"name": ["x"]}}, "model.name: unknown model ['x']")],
+)  # fmt: skip
+def test_model_section_errors_are_one_line(raw, message):
+    from synth.errors import SynthError
+    from synth.spec import job_from_dict
+
+    with pytest.raises(SynthError) as err:
+        job_from_dict(raw)
+    assert message in str(err.value) and "\n" not in str(err.value)

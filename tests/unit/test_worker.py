@@ -230,3 +230,37 @@ def test_images_do_not_depend_on_batch_size_even_at_one():
     reference = sample_images(G, seeds, labels, 250)
     for batch_size in (1, 7, 64, 300):
         assert np.array_equal(sample_images(G, seeds, labels, batch_size), reference), batch_size
+
+
+def test_sample_bytes_do_not_depend_on_shard_size(tmp_path, generator):
+    """The same plan cut into shards of 10 and of 30 (copies=3, so shards start mid-source): same bytes per key."""
+    ref, weights = generator
+    by_key = []
+    for shard_size in (10, 30):
+        _, ws = works(tmp_path / str(shard_size), ref, count=30, shard_size=shard_size, copies=3, augment=AUG)
+        files = {}
+        for w in ws:
+            write_one_shard(w, weights)
+            files.update(members(tmp_path / str(shard_size) / "shards" / w.shard.name))
+        by_key.append(files)
+    assert len(by_key[0]) == 90 and by_key[0] == by_key[1]
+
+
+def test_a_failed_shard_stops_its_sampler_thread(tmp_path, generator):
+    """An encoding error must not leave the shared sampler thread blocked: the next shard still runs."""
+    import threading
+
+    ref, weights = generator
+    _, ws = works(tmp_path, ref, count=20, shard_size=10, prefetch=1,
+                  encoding=Encoding("png", resolution=8))  # fmt: skip
+    broken = replace(ws[0], encoding=replace(ws[0].encoding, format="bmp"))  # unknown format: encode raises
+    kept = []
+    try:
+        write_one_shard(broken, weights)
+    except ValueError as exc:
+        kept.append(exc)  # keep the error (and its frames) alive, as a test runner or a caller may
+    result = {}
+    worker = threading.Thread(target=lambda: result.update(r=write_one_shard(ws[1], weights)), daemon=True)
+    worker.start()
+    worker.join(timeout=60)
+    assert kept and not worker.is_alive() and result["r"].num_samples == 10

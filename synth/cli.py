@@ -212,19 +212,11 @@ def verify(
 
       synth verify s3://bucket/datasets/digits-synth
     """
-    from synth.manifest import WIDS_INDEX, verify as verify_dataset
+    from synth.manifest import read_shard_index, verify as verify_dataset
     from synth.progress import Progress
-    from synth.storage import Store
-
-    from synth.errors import SynthError
 
     store = _dataset_location(dataset)
-    if not store.exists(WIDS_INDEX):
-        raise SynthError(f"{store.where()}: no {WIDS_INDEX}; is this a synth dataset whose generation finished?")
-    try:
-        index = json.loads(store.read_bytes(WIDS_INDEX))
-    except json.JSONDecodeError as exc:
-        raise SynthError(f"{store.where(WIDS_INDEX)}: not valid JSON ({exc})") from None
+    index = read_shard_index(store)  # fails in one line, before the bar, if there is none
     with Progress("verify", len(index["shardlist"]), "shards") as bar:
         checks = verify_dataset(store, on_shard=lambda check: bar.update(1))
     bad = [c for c in checks if c.problems]

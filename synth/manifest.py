@@ -102,6 +102,16 @@ def read_info(store: Store) -> dict:
         raise SynthError(f"{store.where(INFO_FILE)}: not valid JSON") from None
 
 
+def read_shard_index(store: Store) -> dict:
+    """The dataset's wids ``shardindex.json`` (written with the manifest)."""
+    if not store.exists(WIDS_INDEX):
+        raise SynthError(f"{store.where()}: no {WIDS_INDEX}; is this a synth dataset whose generation finished?")
+    try:
+        return json.loads(store.read_bytes(WIDS_INDEX))
+    except json.JSONDecodeError as exc:
+        raise SynthError(f"{store.where(WIDS_INDEX)}: not valid JSON ({exc})") from None
+
+
 @dataclass
 class ShardCheck:
     name: str
@@ -118,9 +128,7 @@ def verify(store: Store, on_shard=None) -> list[ShardCheck]:
     class is in range and agrees with the manifest. Shards on disk that the
     index does not list are reported too.
     """
-    if not store.exists(WIDS_INDEX):
-        raise SynthError(f"{store.where()}: no {WIDS_INDEX}; is this a synth dataset whose generation finished?")
-    index = json.loads(store.read_bytes(WIDS_INDEX))
+    index = read_shard_index(store)
     manifest_file = pq.ParquetFile(store.open(MANIFEST_FILE)) if store.exists(MANIFEST_FILE) else None
     if manifest_file is None:
         raise SynthError(f"{store.where(MANIFEST_FILE)}: missing")

@@ -172,12 +172,18 @@ def check_dataset_store(job: Job, out: Path) -> None:
         raise SynthError(f"output.url {job.output.url}: not empty and holds no synth dataset; choose another URL")
 
 
+def sampling_of(job: Job):
+    """The job's generation-time sampling settings (synth.models.family.Sampling)."""
+    from synth.models.family import Sampling
+
+    g = job.generate
+    return Sampling(g.truncation, g.sampler, g.steps, g.eta, g.guidance)
+
+
 def generation_plan(job: Job, out: Path, data=None):
     """The plan, one ShardWork per shard (lazily), the generator weights and the class names."""
     from synth.generate.plan import Plan
     from synth.generate.worker import Encoding, GeneratorRef, ShardWork
-    from synth.models import family_for
-    from synth.models.family import Sampling
     from synth.train import checkpoint as ckpt
 
     meta, weights = ckpt.load_generator_files(out / "checkpoints")
@@ -186,8 +192,8 @@ def generation_plan(job: Job, out: Path, data=None):
     plan = Plan(class_counts(job, names, data), g.shard_size, job.seed, job.output.name, job.augment.copies)
     encoding = Encoding(g.format, g.png_compression, g.quality, g.lossless, g.resolution, g.resize_filter)
     ref = GeneratorRef(job.model.name, mcfg, meta["digest"])
-    sampling = Sampling(g.truncation, g.sampler, g.steps, g.eta, g.guidance)
-    record = family_for(mcfg.get("name", job.model.name)).sampling_record(sampling)
+    sampling = sampling_of(job)
+    record = ref.family.sampling_record(sampling)
     plan_digest = digest({"plan": asdict(plan), "generator": meta["digest"], "encoding": asdict(encoding),
                           "augment": job.augment.model_dump(mode="json"), **({"sampling": record} if record else {})})
     store = dataset_store(job, out)
@@ -204,12 +210,6 @@ def preflight_generate(job: Job, out: Path) -> None:
     check_labelled(job)
     meta, _ = ckpt.load_generator_files(out / "checkpoints")
     class_counts(job, list(meta["class_names"]))
-    from synth.spec import model_from_config
-
-    model_config = meta.get("model_config") or {"name": job.model.name}
-    timesteps = getattr(model_from_config(model_config), "timesteps", None)
-    if timesteps is not None and job.generate.sampler == "ddim" and job.generate.steps > timesteps:
-        raise SynthError(f"generate.steps: {job.generate.steps} DDIM steps, but the trained model has {timesteps}")
     if job.output.url:
         from synth.storage import Store
 
@@ -310,32 +310,28 @@ def run_interpolate(job: Job, out: Path, seeds: list[int], steps: int, classes: 
 
     Seeds are sample seeds as the shards' ``.json`` records them. Writes ``out/interpolation.png``.
     """
+    import io
+
     import numpy as np
     import torch
     from PIL import Image
 
+    from synth.generate.plan import _class_index
     from synth.generate.worker import GeneratorRef, load_generator
     from synth.models.common import to_uint8
-    from synth.models.family import Sampling
     from synth.train import checkpoint as ckpt
     from synth.train.checkpoint import atomic_write_bytes
 
-    check_out_dir(out, job, must_exist=True)
+    check_out_dir(out, job, must_exist=True)  # so job.model is the model the checkpoint holds
     if len(seeds) < 2 or steps < 2:
         raise SynthError("interpolate: give at least 2 seeds (--seeds 1,2) and --steps of at least 2")
     meta, weights = ckpt.load_generator_files(out / "checkpoints")
     names = list(meta["class_names"])
-    from synth.spec import model_from_config
-
-    conditional = model_from_config(meta["model_config"]).conditional
-    rows = [0] if not conditional else list(range(len(names)))
+    rows = list(range(len(names))) if job.model.conditional else [0]
     if classes:
-        from synth.generate.plan import _class_index
-
         rows = [_class_index(c, names, "--classes") for c in classes]
     sampler = load_generator(GeneratorRef(job.model.name, meta["model_config"], meta["digest"]), weights)
-    g = job.generate
-    sampling = Sampling(g.truncation, g.sampler, g.steps, g.eta, g.guidance)
+    sampling = sampling_of(job)
     seed_array = np.asarray(seeds, dtype=np.uint64)
     with torch.inference_mode():
         grid = [to_uint8(sampler.family.interpolate(sampler.net, seed_array, k, steps, sampling)) for k in rows]
@@ -345,8 +341,6 @@ def run_interpolate(job: Job, out: Path, seeds: list[int], steps: int, classes: 
     picture = Image.fromarray(canvas[..., 0] if ch == 1 else canvas)
     scale = max(1, 64 // h)  # small images drawn larger, pixels kept sharp
     picture = picture.resize((picture.width * scale, picture.height * scale), Image.Resampling.NEAREST)
-    import io
-
     buf = io.BytesIO()
     picture.save(buf, format="PNG")
     path = out / "interpolation.png"

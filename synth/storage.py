@@ -72,9 +72,7 @@ class Store:
 
     def uri(self, rel: str = "") -> str:
         """A URL for ``rel`` that other tools (webdataset, Ray Data, wids) can open."""
-        if self.is_local:
-            return self.path(rel)
-        return self.url.rstrip("/") + ("/" + rel if rel else "")
+        return self.path(rel) if self.is_local else self.where(rel)
 
     def where(self, rel: str = "") -> str:
         """``rel`` as the user named the store (a path, or the URL they gave): for messages."""

@@ -46,6 +46,13 @@ class GeneratorRef:
     model_config: dict
     digest: str
 
+    @property
+    def family(self) -> Family:
+        """The family that builds and samples this generator."""
+        from synth.models import family_for
+
+        return family_for(self.model_config.get("name", self.model_name))
+
 
 @dataclass(frozen=True)
 class Encoding:
@@ -133,9 +140,7 @@ def load_generator(ref: GeneratorRef, weights: bytes) -> Sampler:
         return cached
     from safetensors.torch import load as load_safetensors
 
-    from synth.models import family_for
-
-    family = family_for(ref.model_config.get("name", ref.model_name))
+    family = ref.family
     net = family.build_sampler(ref.model_config)
     net.load_state_dict(load_safetensors(weights))
     net.eval().requires_grad_(False)
@@ -171,23 +176,25 @@ def iter_images(G: Sampler, seeds: np.ndarray, labels: np.ndarray, batch_size: i
     for j in range(0, len(seeds), FORWARD_ROWS):
         pending.append(_forward_fixed(G, seeds[j : j + FORWARD_ROWS], labels[j : j + FORWARD_ROWS], sampling))
         held += len(pending[-1])
-        while held >= batch_size or (held and j + FORWARD_ROWS >= len(seeds)):
+        last = j + FORWARD_ROWS >= len(seeds)
+        while held >= batch_size or (last and held):
             images = np.concatenate(pending)
             yield images[:batch_size]
-            pending, held = ([images[batch_size:]], len(images) - batch_size) if len(images) > batch_size else ([], 0)
+            pending = [images[batch_size:]]
+            held = len(pending[0])
 
 
 @torch.inference_mode()
 def _forward_fixed(G: Sampler, seeds: np.ndarray, labels: np.ndarray, sampling: Sampling) -> np.ndarray:
-    """uint8 NHWC images of ``seeds``, sampled ``FORWARD_ROWS`` rows at a time (padding rows: seed 0, class 0)."""
-    out = []
-    for j in range(0, len(seeds), FORWARD_ROWS):
-        n = len(seeds[j : j + FORWARD_ROWS])
-        s = np.zeros(FORWARD_ROWS, dtype=np.uint64)
-        y = np.zeros(FORWARD_ROWS, dtype=np.int64)
-        s[:n], y[:n] = seeds[j : j + n], labels[j : j + n]
-        out.append(to_uint8(G.family.sample(G.net, s, y, sampling)[:n]))
-    return np.concatenate(out) if out else np.empty((0,), np.uint8)
+    """uint8 NHWC images of up to ``FORWARD_ROWS`` seeds, from one forward of exactly ``FORWARD_ROWS`` rows.
+
+    Padding rows: seed 0, class 0.
+    """
+    n = len(seeds)
+    s = np.zeros(FORWARD_ROWS, dtype=np.uint64)
+    y = np.zeros(FORWARD_ROWS, dtype=np.int64)
+    s[:n], y[:n] = seeds, labels
+    return to_uint8(G.family.sample(G.net, s, y, sampling)[:n])
 
 
 # One sampler thread per process, reused by every shard: a new thread per shard would take a new
@@ -328,11 +335,7 @@ def encoded_samples(work: ShardWork, batches: Iterator[np.ndarray], samples) -> 
     first_source = int(samples.source[0])
     base = {"model": work.generator.model_name, "model_digest": work.generator.digest, "job_seed": plan.job_seed,
             "format": enc.format}  # fmt: skip
-    from synth.models import family_for
-
-    sampling = family_for(work.generator.model_config.get("name", work.generator.model_name)).sampling_record(
-        work.sampling
-    )
+    sampling = work.generator.family.sampling_record(work.sampling)
     if sampling:
         base["sampling"] = sampling
     resolution = work.generator.model_config["resolution"]

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from synth.models.common import latents_for_seeds
+from synth.models.common import latents_for_seeds, slerp_path
 from synth.models.family import Family, ImageShape, Sampling, StepData, shape_of
 from synth.models.gan import grid_plan
 
@@ -230,14 +230,7 @@ def interpolate(model: VAE, seed_a: int, seed_b: int, label: int, steps: int) ->
     sqrt(latent_dim), and a straight line cuts inside it (the midpoint's norm is
     about 0.71 of that), into latents the decoder rarely saw in training.
     """
-    za, zb = latents_for_seeds(np.array([seed_a, seed_b], dtype=np.uint64), model.cfg.latent_dim)
-    t = torch.linspace(0.0, 1.0, steps)[:, None]
-    cos = (za @ zb / (za.norm() * zb.norm())).clamp(-1.0, 1.0)
-    theta = torch.arccos(cos)
-    if theta.abs() < 1e-4:  # (nearly) parallel: slerp's 0/0, and lerp is then the same path
-        z = torch.lerp(za, zb, t)
-    else:
-        z = (torch.sin((1 - t) * theta) * za + torch.sin(t * theta) * zb) / torch.sin(theta)
+    z = slerp_path(latents_for_seeds(np.array([seed_a, seed_b], dtype=np.uint64), model.cfg.latent_dim), steps)
     y = torch.full((steps,), int(label), dtype=torch.int64)
     return _decode_fixed_shape(model, z, y, SAMPLE_CHUNK)
 

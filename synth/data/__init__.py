@@ -93,3 +93,14 @@ def load_dataset(spec, seed: int = 0) -> ImageDataset:
     ds = subsample(ds, spec.limit, seed)
     images = resize_images(ds.images, spec.resolution, spec.channels)
     return ImageDataset(ds.name, images, ds.labels.astype(np.int64), ds.class_names)
+
+
+def load_test_dataset(spec) -> ImageDataset | None:
+    """The source's real test split at the job's resolution, or None if the source has none."""
+    from synth.data import sources
+
+    loader = sources.TEST_SOURCES.get(spec.source)
+    if loader is None:
+        return None
+    ds = loader(spec)
+    return ImageDataset(ds.name, resize_images(ds.images, spec.resolution, spec.channels), ds.labels, ds.class_names)

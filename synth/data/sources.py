@@ -46,19 +46,20 @@ def load_mnist_subset(spec) -> ImageDataset:
 def read_idx(path: Path, offset: int) -> np.ndarray:
     """Read a gzip IDX file's payload as uint8, skipping its header."""
     with gzip.open(path, "rb") as fh:
-        return np.frombuffer(fh.read(), dtype=np.uint8, offset=offset)
+        return np.frombuffer(bytearray(fh.read()), dtype=np.uint8, offset=offset)  # writable, for torch
 
 
-def load_fashion_mnist(spec) -> ImageDataset:
-    """Fashion-MNIST's 60,000 training images, from Debian's package or ``data.path``."""
+def load_fashion_mnist(spec, split: str = "train") -> ImageDataset:
+    """Fashion-MNIST's 60,000 training (or 10,000 test) images, from Debian's package or ``data.path``."""
     folder = Path(spec.path) if spec.path else FASHION_DEBIAN_DIR
-    images_file = folder / "train-images-idx3-ubyte.gz"
-    labels_file = folder / "train-labels-idx1-ubyte.gz"
+    prefix = "train" if split == "train" else "t10k"
+    images_file = folder / f"{prefix}-images-idx3-ubyte.gz"
+    labels_file = folder / f"{prefix}-labels-idx1-ubyte.gz"
     if not images_file.is_file() or not labels_file.is_file():
         raise SynthError(
             f"fashion_mnist: {images_file} not found; install it with "
             "'sudo apt-get install dataset-fashion-mnist', or set data.path to a folder "
-            "holding train-images-idx3-ubyte.gz and train-labels-idx1-ubyte.gz"
+            f"holding {images_file.name} and {labels_file.name}"
         )
     images = read_idx(images_file, 16).reshape(-1, 28, 28, 1)
     labels = read_idx(labels_file, 8).astype(np.int64)
@@ -109,4 +110,10 @@ SOURCES = {
     "mnist_subset": load_mnist_subset,
     "fashion_mnist": load_fashion_mnist,
     "folder": load_folder,
+}
+
+# Sources with a separate real test split (never seen in training): the Classification Accuracy
+# Score tests on it.
+TEST_SOURCES = {
+    "fashion_mnist": lambda spec: load_fashion_mnist(spec, split="test"),
 }

@@ -67,27 +67,46 @@ def train_classifier(
     order = torch.randperm(len(images), generator=gen).numpy()
     n_val = max(1, int(len(images) * held_out))
     val, tr = order[:n_val], order[n_val:]
-    x_tr, y_tr = from_uint8(images[tr]), torch.from_numpy(labels[tr]).long()
+    model = fit_classifier(images[tr], labels[tr], num_classes, epochs, seed, gen)
+    acc = float((predict(model, images[val]) == labels[val]).mean())
+    return TrainedClassifier(model, acc, len(tr), len(val), epochs)
+
+
+def fit_classifier(
+    images: np.ndarray,
+    labels: np.ndarray,
+    num_classes: int,
+    epochs: int,
+    seed: int,
+    gen: torch.Generator | None = None,
+    progress=None,
+) -> SmallCNN:
+    """SmallCNN trained on all of the uint8 NHWC images: AdamW, one-cycle schedule, random shifts.
+
+    ``progress(n)`` is called with the number of images of each step.
+    """
+    gen = gen if gen is not None else torch.Generator().manual_seed(seed)
+    x, y = from_uint8(images), torch.from_numpy(labels).long()
     with torch.random.fork_rng(devices=[]):  # seeded init, global RNG untouched
         torch.manual_seed(seed)
         model = SmallCNN(images.shape[-1], num_classes)
-    steps_per_epoch = max(1, len(tr) // 128)
+    steps_per_epoch = max(1, len(x) // 128)
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=epochs * steps_per_epoch)
     model.train()
     for _ in range(epochs):
-        perm = torch.randperm(len(tr), generator=gen)
+        perm = torch.randperm(len(x), generator=gen)
         for b in range(steps_per_epoch):
             idx = perm[b * 128 : (b + 1) * 128]
-            loss = F.cross_entropy(model(random_shift(x_tr[idx], gen)), y_tr[idx])
+            loss = F.cross_entropy(model(random_shift(x[idx], gen)), y[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
             sched.step()
+            if progress is not None:
+                progress(len(idx))
     model.eval()
-    preds = predict(model, images[val])
-    acc = float((preds == labels[val]).mean())
-    return TrainedClassifier(model, acc, len(tr), len(val), epochs)
+    return model
 
 
 @torch.no_grad()

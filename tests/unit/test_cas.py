@@ -1,0 +1,38 @@
+"""Classification Accuracy Score on real Fashion-MNIST (Debian's dataset-fashion-mnist)."""
+
+import numpy as np
+import pytest
+
+from synth.data import load_dataset, load_test_dataset
+from synth.metrics.cas import classification_accuracy_score
+from synth.spec import DataSpec
+
+
+@pytest.fixture(scope="module")
+def fashion():
+    spec = DataSpec(source="fashion_mnist", resolution=28, channels=1)
+    return load_dataset(spec), load_test_dataset(spec)
+
+
+def test_test_split_is_the_separate_10k(fashion):
+    train, test = fashion
+    assert (len(train), len(test)) == (60_000, 10_000)
+    assert test.class_counts().tolist() == [1000] * 10
+    assert not np.array_equal(train.images[:100], test.images[:100])
+
+
+def test_no_test_split_for_sources_without_one():
+    assert load_test_dataset(DataSpec(source="digits", resolution=8, channels=1)) is None
+
+
+def test_cas_separates_right_labels_from_shuffled_ones(fashion):
+    """Same 3,000 images: with their labels they train a useful classifier; with shuffled labels, chance."""
+    train, test = fashion
+    x, y = train.images[:3000], train.labels[:3000]
+    shuffled = np.random.default_rng(0).permutation(y)
+    result = classification_accuracy_score((x, shuffled), (x, y), (test.images, test.labels), 10, epochs=2, seed=0)
+    assert result.real.accuracy > 0.70
+    assert result.synthetic.accuracy < 0.25
+    assert result.gap == pytest.approx(result.real.accuracy - result.synthetic.accuracy)
+    assert len(result.real.per_class) == 10 and result.num_test == 10_000
+    assert result.to_dict()["synthetic"]["num_train"] == 3000

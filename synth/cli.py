@@ -85,7 +85,7 @@ def run(job: JobArg, out: OutOpt, set_: SetOpt = None, dry_run: DryOpt = False, 
     from synth.report import save_summary
 
     pipeline.check_out_dir(out, spec)
-    data = pipeline.preflight(spec, generating=True)
+    data = pipeline.preflight(spec)
     with engine.ray_session(address):
         trained = pipeline.run_train(spec, out, data)
         save_summary(out, "train", trained)
@@ -264,7 +264,9 @@ def _say_generated(g: dict, out: Path) -> None:
 
 
 def _say_evaluated(f: dict, out: Path) -> None:
-    parts = [f"label fidelity {100 * f['label_fidelity']:.2f}%", f"domain FID {f['fid_domain']:.2f}"]
+    parts = [f"domain FID {f['fid_domain']:.2f}"]
+    if f.get("label_fidelity") is not None:
+        parts.insert(0, f"label fidelity {100 * f['label_fidelity']:.2f}%")
     if f.get("prdc_domain"):
         parts.append(f"coverage {f['prdc_domain']['coverage']:.3f}")
     if "fid_inception" in f:

@@ -16,6 +16,8 @@ from typing import Any
 from synth.manifest import IMAGE_EXTS, read_info
 from synth.storage import Store
 
+UNLABELLED = -1  # the class of every sample of an unlabelled dataset (made by an unconditional model)
+
 
 def open_dataset(
     root: str,
@@ -36,7 +38,8 @@ def open_dataset(
     shuffled in a buffer of ``shuffle_buffer``. Shards are split by
     ``torch.distributed`` rank and by DataLoader worker, so each sample is
     seen once per epoch across the whole job. ``len()`` is the whole
-    dataset's sample count.
+    dataset's sample count. In an unlabelled dataset (made by an
+    unconditional model) every class is ``UNLABELLED`` (-1).
 
     Example::
 
@@ -91,11 +94,11 @@ def _decoder(transform):
         from PIL import Image
 
         ext = next((e for e in IMAGE_EXTS if e in sample), None)
-        if ext is None or "cls" not in sample:
-            raise ValueError(f"sample {sample.get('__key__')} in {sample.get('__url__')}: no image or no class")
+        if ext is None:
+            raise ValueError(f"sample {sample.get('__key__')} in {sample.get('__url__')}: no image")
         image = Image.open(io.BytesIO(sample[ext]))
         image.load()
-        label = int(sample["cls"])
+        label = int(sample["cls"]) if "cls" in sample else UNLABELLED
         if transform is not None:
             return transform(image), label
         return _to_tensor(image), label

@@ -133,7 +133,7 @@ def verify(store: Store, on_shard=None) -> list[ShardCheck]:
     if manifest_file is None:
         raise SynthError(f"{store.where(MANIFEST_FILE)}: missing")
     meta = manifest_file.schema_arrow.metadata or {}
-    num_classes = int(meta.get(b"num_classes", b"0")) or None
+    num_classes = int(meta.get(b"num_classes", b"0")) or None  # None: unlabelled (an unconditional model's)
     expected = _manifest_by_shard(manifest_file)
     checks = []
     listed = set()
@@ -199,17 +199,25 @@ def _check_shard(store: Store, rel: str, entry: dict, keys: list[str], classes: 
 
 
 def _check_sample(key: str, fields: dict[str, bytes], expected_class, num_classes) -> str | None:
+    """``num_classes`` None: an unlabelled dataset, whose samples must have no class."""
     images = [ext for ext in IMAGE_EXTS if ext in fields]
-    if "cls" not in fields or not images:
-        return f"sample {key}: missing {'cls' if 'cls' not in fields else 'image'}"
-    try:
-        label = int(fields["cls"])
-    except ValueError:
-        return f"sample {key}: class {fields['cls'][:20]!r} is not an integer"
-    if num_classes is not None and not 0 <= label < num_classes:
-        return f"sample {key}: class {label} out of range 0-{num_classes - 1}"
-    if expected_class is not None and label != expected_class:
-        return f"sample {key}: class {label}, the manifest says {expected_class}"
+    if not images:
+        return f"sample {key}: missing image"
+    label = None
+    if num_classes is None:
+        if "cls" in fields:
+            return f"sample {key}: has a .cls but the dataset is unlabelled"
+    elif "cls" not in fields:
+        return f"sample {key}: missing cls"
+    else:
+        try:
+            label = int(fields["cls"])
+        except ValueError:
+            return f"sample {key}: class {fields['cls'][:20]!r} is not an integer"
+        if not 0 <= label < num_classes:
+            return f"sample {key}: class {label} out of range 0-{num_classes - 1}"
+        if expected_class is not None and label != expected_class:
+            return f"sample {key}: class {label}, the manifest says {expected_class}"
     try:
         with Image.open(io.BytesIO(fields[images[0]])) as img:
             img.load()

@@ -55,20 +55,8 @@ def claim_out_dir(out: Path, job: Job) -> None:
     atomic_write_bytes(out / ".synth/job.yaml", job.to_yaml().encode())
 
 
-def check_labelled(job: Job) -> None:
-    """Refuse to write a dataset from an unconditional model: its images have no class to put in .cls."""
-    if not job.model.conditional:
-        raise SynthError(
-            f"model.name: {job.model.name} is unconditional, so its images have no class for the shards' .cls "
-            "labels; unlabelled datasets are not supported yet: train it with 'synth train', or generate with a "
-            "conditional model (dcgan_cond, cvae, ddpm_cond, or conditional: true)"
-        )
-
-
-def preflight(job: Job, generating: bool = False):
+def preflight(job: Job):
     """Everything that can fail on bad input, checked before any file is written. Returns the dataset."""
-    if generating:
-        check_labelled(job)
     from synth.data import load_dataset
     from synth.models import build_nets
 
@@ -144,10 +132,20 @@ def dataset_store(job: Job, out: Path):
 
 
 def class_counts(job: Job, class_names: list[str], data=None) -> tuple[int, ...]:
-    """The exact per-class sample counts that ``generate.classes`` asks for (SynthError naming the field)."""
+    """The exact per-class sample counts that ``generate.classes`` asks for (SynthError naming the field).
+
+    An unconditional model makes an unlabelled dataset: one pool of ``generate.count`` samples.
+    """
     from synth.generate.plan import resolve_class_counts
 
     g = job.generate
+    if not job.model.conditional:
+        if "classes" in g.model_fields_set and g.classes != "balanced":
+            raise SynthError(
+                f"generate.classes: {job.model.name} is unconditional, so it cannot be asked for classes; "
+                "remove generate.classes, or use a conditional model (dcgan_cond, cvae, ddpm_cond, conditional: true)"
+            )
+        return resolve_class_counts("balanced", g.count, True, job.augment.copies, ["unlabelled"])
     real = None
     if g.classes == "match_real":
         if data is None:
@@ -187,7 +185,8 @@ def generation_plan(job: Job, out: Path, data=None):
     from synth.train import checkpoint as ckpt
 
     meta, weights = ckpt.load_generator_files(out / "checkpoints")
-    mcfg, names = meta["model_config"], list(meta["class_names"])
+    mcfg = meta["model_config"]
+    names = list(meta["class_names"]) if job.model.conditional else []  # [] : unlabelled samples, no .cls
     g = job.generate
     plan = Plan(class_counts(job, names, data), g.shard_size, job.seed, job.output.name, job.augment.copies)
     encoding = Encoding(g.format, g.png_compression, g.quality, g.lossless, g.resolution, g.resize_filter)
@@ -207,7 +206,6 @@ def preflight_generate(job: Job, out: Path) -> None:
     from synth.train import checkpoint as ckpt
 
     check_out_dir(out, job, must_exist=True)
-    check_labelled(job)
     meta, _ = ckpt.load_generator_files(out / "checkpoints")
     class_counts(job, list(meta["class_names"]))
     if job.output.url:

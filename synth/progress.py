@@ -53,7 +53,7 @@ class Progress:
             self._first = (self.done, time.perf_counter())  # rates count from here: start-up excluded
         if extra is not None:
             self.extra = extra
-        rate = f"{self.rate():,.0f} {self.unit}/s"
+        rate = self._rate_text()
         if self._bar is not None:
             self._bar.update(self._task, completed=self.done, rate=rate, extra=self.extra)
             return
@@ -62,17 +62,22 @@ class Progress:
             self.last_line = now
             self._line(rate)
 
+    def _rate_text(self) -> str:
+        """The rate, or nothing until two updates have given one."""
+        rate = self.rate()
+        return f"{rate:,.0f} {self.unit}/s" if rate > 0 else ""
+
     def _line(self, rate: str) -> None:
         pct = 100.0 * self.done / max(self.total, 1)
-        eta = f" eta {(self.total - self.done) / self.rate():.0f}s" if self.rate() > 0 else ""
-        print(f"[synth] {self.description}: {self.done:,}/{self.total:,} {self.unit} ({pct:.0f}%) {rate} "
-              f"{self.extra}{eta}", file=sys.stderr, flush=True)  # fmt: skip
+        eta = f"eta {(self.total - self.done) / self.rate():.0f}s" if self.rate() > 0 else ""
+        parts = [f"{self.done:,}/{self.total:,} {self.unit} ({pct:.0f}%)", rate, self.extra, eta]
+        print(f"[synth] {self.description}: " + " ".join(p for p in parts if p), file=sys.stderr, flush=True)
 
     def close(self) -> None:
         if self._bar is not None:
             self._bar.stop()
         else:
-            self._line(f"{self.rate():,.0f} {self.unit}/s")
+            self._line(self._rate_text())
 
     def __enter__(self) -> "Progress":
         return self

@@ -98,8 +98,9 @@ def _fmt(v) -> str:
 def render_html(job: Job, f: dict, stages: dict, grid_b64: str, log_rows: list[dict]) -> str:
     clf = f["classifier"]
     n_gen, n_real = f["num_generated"], f["num_real"]
+    labelled = f.get("label_fidelity") is not None
     rows = [
-        ("Label fidelity", f"{100 * f['label_fidelity']:.2f}%",
+        ("Label fidelity", f"{100 * f['label_fidelity']:.2f}%" if labelled else "n/a (unlabelled dataset)",
          f"{n_gen} generated images", f"domain classifier ({_fmt(100 * clf['held_out_accuracy'])}% on "
          f"{clf['held_out_size']} held-out real images)"),
         ("FID, domain features", _fmt(f["fid_domain"]), f"{n_gen} generated vs {n_real} real", f["fid_domain_network"]),
@@ -120,11 +121,22 @@ def render_html(job: Job, f: dict, stages: dict, grid_b64: str, log_rows: list[d
                         f["fid_inception_network"]))  # fmt: skip
     table = "".join(f"<tr><td>{a}</td><td><b>{b}</b></td><td>{c}</td><td>{html.escape(d)}</td></tr>" for a, b, c, d in rows)
     names = f["class_names"]
+    requested = f["requested_class_counts"] or ["-"] * len(names)
+    fidelity = f["label_fidelity_per_class"] or {}
     per_class = "".join(
-        f"<tr><td>{html.escape(n)}</td><td>{f['requested_class_counts'][i]}</td><td>{f['predicted_class_counts'][i]}</td>"
-        f"<td>{_fmt(100 * f['label_fidelity_per_class'][n]) if f['label_fidelity_per_class'][n] is not None else 'n/a'}%</td></tr>"
+        f"<tr><td>{html.escape(n)}</td><td>{requested[i]}</td><td>{f['predicted_class_counts'][i]}</td>"
+        f"<td>{_fmt(100 * fidelity[n]) + '%' if fidelity.get(n) is not None else 'n/a'}</td></tr>"
         for i, n in enumerate(names)
     )
+    if labelled:
+        grid_title = "Samples, one row per class"
+        class_note = ("Requested: the classes the images were generated for; seen: what the domain classifier "
+                      "sees. A class that nobody sees, or one that takes everything, means collapse.")  # fmt: skip
+    else:
+        grid_title = "Samples, one row per class the domain classifier sees"
+        class_note = ("The model is unconditional, so no class was requested; seen: what the domain classifier "
+                      "sees in its images. Real data has every class: a class that nobody sees, or one that "
+                      "takes everything, means collapse.")  # fmt: skip
     stage_rows = ""
     if "train" in stages:
         t = stages["train"]
@@ -149,11 +161,10 @@ th{{background:#f4f4f4}}img.grid{{image-rendering:pixelated;border:1px solid #cc
 and the image encoding: compare only figures with the same counts, network and encoding (these
 are not comparable with published CIFAR-10 or ImageNet FIDs). Label fidelity: the share of
 generated images that the domain classifier assigns to the class they were generated for.</p>
-<h2>Samples, one row per class</h2>
+<h2>{grid_title}</h2>
 <img class="grid" src="data:image/png;base64,{grid_b64}" alt="sample grid">
 <h2>Per class</h2>
-<p>Requested: the classes the images were generated for; seen: what the domain classifier sees.
-A class that nobody sees, or one that takes everything, means collapse.</p>
+<p>{class_note}</p>
 <table><tr><th>class</th><th>requested</th><th>seen</th><th>label fidelity</th></tr>{per_class}</table>
 <h2>Training losses</h2>
 {loss_svg(log_rows)}

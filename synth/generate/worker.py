@@ -109,6 +109,11 @@ class ShardWork:
     prefetch: int = 0
     sampling: Sampling = Sampling()
 
+    @property
+    def labelled(self) -> bool:
+        """False for an unconditional model's samples: no .cls, no class in .json, a null class in the manifest."""
+        return bool(self.class_names)
+
 
 @dataclass(frozen=True)
 class ShardResult:
@@ -326,7 +331,7 @@ def source_images(work: ShardWork, G, samples=None) -> Iterator[np.ndarray]:
 
 
 def encoded_samples(work: ShardWork, batches: Iterator[np.ndarray], samples) -> Iterator[tuple[str, dict[str, bytes]]]:
-    """Yield ``(key, {cls, json, image})`` for each sample: resize, augment and encode ``batches``.
+    """Yield ``(key, {cls, json, image})`` for each sample (no cls if unlabelled): resize, augment, encode.
 
     ``batches`` are the shard's source images in order, in batches of ``work.batch_size``
     (``source_images``). Each source yields ``copies`` samples.
@@ -347,19 +352,19 @@ def encoded_samples(work: ShardWork, batches: Iterator[np.ndarray], samples) -> 
             while j < len(samples.index) and samples.source[j] == source:
                 index, copy, label = int(samples.index[j]), int(samples.copy[j]), int(samples.label[j])
                 meta = {**base, "key": sample_key(index), "index": index, "source": source, "copy": copy,
-                        "seed": int(samples.seed[j]), "class": label, "class_name": work.class_names[label],
-                        "size": [int(image.shape[0]), int(image.shape[1])]}  # fmt: skip
+                        "seed": int(samples.seed[j]), "size": [int(image.shape[0]), int(image.shape[1])]}  # fmt: skip
+                if work.labelled:
+                    meta.update({"class": label, "class_name": work.class_names[label]})
                 if enc.resolution is not None:
                     meta["resize"] = {"from": int(resolution), "filter": enc.resize_filter}
                 out = image
                 if aug.enabled:
                     out, record = augment(aug.ops, image, sample_rng(int(samples.seed[j]), copy))
                     meta["augment"] = record
-                yield meta["key"], {
-                    "cls": str(label).encode(),
-                    "json": json.dumps(meta, sort_keys=True, separators=(",", ":")).encode(),
-                    enc.ext: enc.encode(out),
-                }
+                fields = {"cls": str(label).encode()} if work.labelled else {}
+                fields["json"] = json.dumps(meta, sort_keys=True, separators=(",", ":")).encode()
+                fields[enc.ext] = enc.encode(out)
+                yield meta["key"], fields
                 j += 1
 
 
@@ -373,7 +378,7 @@ def write_part(work: ShardWork, samples, tar_bytes: int, md5: str) -> None:
             "index": pa.array(samples.index, pa.int64()),
             "source": pa.array(samples.source, pa.int64()),
             "copy": pa.array(samples.copy, pa.int32()),
-            "class": pa.array(samples.label, pa.int32()),
+            "class": pa.array(samples.label, pa.int32()) if work.labelled else pa.nulls(n, pa.int32()),
             "seed": pa.array(samples.seed, pa.uint64()),
         }
     ).replace_schema_metadata({"plan_digest": work.plan_digest, "tar_bytes": str(tar_bytes), "md5": md5})

@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 from synth.data import ImageDataset, load_dataset
+from synth.dataset import UNLABELLED
 from synth.errors import SynthError
 from synth.generate.worker import shard_rel
 from synth.manifest import IMAGE_EXTS, read_manifest
@@ -35,7 +36,10 @@ DOMAIN_NAME = "SmallCNN trained on the real data (4 conv layers, 128-d penultima
 
 
 def read_generated(store: Store, limit: int) -> tuple[np.ndarray, np.ndarray]:
-    """The first ``limit`` generated samples in manifest order: (uint8 NHWC images, int64 labels)."""
+    """The first ``limit`` generated samples in manifest order: (uint8 NHWC images, int64 labels).
+
+    Samples of an unlabelled dataset (an unconditional model's) have label UNLABELLED (-1).
+    """
     manifest = read_manifest(store)
     shards = list(dict.fromkeys(manifest.column("shard").to_pylist()))
     images, labels = [], []
@@ -43,11 +47,11 @@ def read_generated(store: Store, limit: int) -> tuple[np.ndarray, np.ndarray]:
         with store.open(shard_rel(name)) as fh:
             for key, fields in read_shard(fh):
                 ext = next((e for e in IMAGE_EXTS if e in fields), None)
-                if ext is None or "cls" not in fields:
-                    raise SynthError(f"{name}: sample {key} lacks an image or a .cls label")
+                if ext is None:
+                    raise SynthError(f"{name}: sample {key} has no image")
                 arr = np.asarray(Image.open(io.BytesIO(fields[ext])))
                 images.append(arr[..., None] if arr.ndim == 2 else arr)
-                labels.append(int(fields["cls"]))
+                labels.append(int(fields["cls"]) if "cls" in fields else UNLABELLED)
                 if len(images) >= limit:
                     return np.stack(images), np.asarray(labels, dtype=np.int64)
     if not images:
@@ -75,6 +79,7 @@ def evaluate(job: Job, out: Path) -> dict:
 
     clf = train_classifier(data.images, data.labels, data.num_classes, ecfg.classifier_epochs, job.seed)
     preds = predict(clf.model, fake)
+    labelled = bool((fake_labels != UNLABELLED).all())
     per_class = {
         data.class_names[c]: float((preds[fake_labels == c] == c).mean()) if (fake_labels == c).any() else None
         for c in range(data.num_classes)
@@ -87,10 +92,12 @@ def evaluate(job: Job, out: Path) -> dict:
         "dataset": data.name,
         "num_classes": data.num_classes,
         "class_names": list(data.class_names),
-        "label_fidelity": float((preds == fake_labels).mean()),
-        "label_fidelity_per_class": per_class,
+        "labelled": labelled,
+        # an unlabelled dataset has no class asked for: only what the classifier sees
+        "label_fidelity": float((preds == fake_labels).mean()) if labelled else None,
+        "label_fidelity_per_class": per_class if labelled else None,
         "predicted_class_counts": hist.tolist(),
-        "requested_class_counts": np.bincount(fake_labels, minlength=data.num_classes).tolist(),
+        "requested_class_counts": np.bincount(fake_labels, minlength=data.num_classes).tolist() if labelled else None,
         "classifier": {
             "network": DOMAIN_NAME,
             "held_out_accuracy": clf.held_out_accuracy,
@@ -107,7 +114,8 @@ def evaluate(job: Job, out: Path) -> dict:
     }
     if ecfg.inception:
         figures.update(inception_fid(real, fake))
-    figures["grid_images"] = class_grid(fake, fake_labels, data.num_classes, ecfg.grid_per_class)
+    # unlabelled: rows by the class the classifier sees, so a collapsed model shows as empty rows
+    figures["grid_images"] = class_grid(fake, fake_labels if labelled else preds, data.num_classes, ecfg.grid_per_class)
     figures["seconds"] = time.perf_counter() - t0
     return figures
 

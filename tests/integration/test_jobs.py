@@ -35,3 +35,32 @@ def test_job_runs_end_to_end(tmp_path, job):
         assert meta["sampling"] == {"sampler": g.sampler, "steps": g.steps, "eta": g.eta, "guidance": g.guidance}
     verified = run_cli("verify", str(out))
     assert verified.returncode == 0 and "verify: ok, 2 shards, 60 samples" in verified.stdout, verified.stderr
+
+
+@pytest.mark.parametrize("name", ["dcgan", "vae"])
+def test_unconditional_model_writes_an_unlabelled_dataset(tmp_path, name):
+    """No class was asked for, so none is recorded; the report still shows what classes the images look like."""
+    import numpy as np
+
+    import synth
+    from synth.dataset import UNLABELLED
+
+    out = tmp_path / "out"
+    args = [a for s in [*TINY, f"model.name={name}"] for a in ("--set", s)]
+    proc = run_cli("run", str(ROOT / "jobs" / "quickstart.yaml"), "--out", str(out), *args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "label fidelity" not in proc.stdout and "domain FID" in proc.stdout
+    with tarfile.open(out / "shards" / "quickstart-000001.tar") as tar:
+        names = tar.getnames()
+        meta = json.loads(tar.extractfile(next(n for n in names if n.endswith(".json"))).read())
+    assert len(names) == 60 and not any(n.endswith(".cls") for n in names)  # 30 samples: .json + .png
+    assert "class" not in meta and meta["model"] == name
+    assert pq.read_table(out / "manifest.parquet").column("class").null_count == 60
+    verified = run_cli("verify", str(out))
+    assert verified.returncode == 0 and "verify: ok, 2 shards, 60 samples" in verified.stdout, verified.stderr
+    labels = [int(y) for _, y in synth.open_dataset(str(out), shuffle=False)]
+    assert labels == [UNLABELLED] * 60
+    figures = json.loads((out / "report.json").read_text())["figures"]
+    assert figures["label_fidelity"] is None and figures["requested_class_counts"] is None
+    assert sum(figures["predicted_class_counts"]) == 30 and np.isfinite(figures["fid_domain"])
+    assert "one row per class the domain classifier sees" in (out / "report.html").read_text()

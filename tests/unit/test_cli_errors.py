@@ -128,9 +128,10 @@ def test_generate_refuses_before_ray_starts(cli, tmp_path, override, fragments):
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
 
 
-@pytest.mark.parametrize("name", ["dcgan", "sngan", "wgan_gp", "vae", "beta_vae"])
-def test_run_refuses_unconditional_models_before_training(cli, tmp_path, name):
-    """An unconditional model's images have no class: `synth run` says so before it trains or writes anything."""
-    proc = cli("run", str(QUICKSTART), "--out", str(tmp_path / "o"), "--set", f"model.name={name}")
-    assert_one_line_error(proc, f"model.name: {name} is unconditional", "synth train")
+@pytest.mark.parametrize("name", ["dcgan", "sngan", "wgan_gp", "vae"])
+def test_unconditional_models_cannot_be_asked_for_classes(cli, tmp_path, name):
+    """An unconditional model makes an unlabelled dataset: asking it for classes fails before anything is written."""
+    sets = [f"model.name={name}", "generate.classes=match_real"]
+    proc = cli("run", str(QUICKSTART), "--out", str(tmp_path / "o"), *[a for s in sets for a in ("--set", s)])
+    assert_one_line_error(proc, f"generate.classes: {name} is unconditional")
     assert not (tmp_path / "o").exists()

@@ -269,6 +269,8 @@ def _say_evaluated(f: dict, out: Path) -> None:
         parts.insert(0, f"label fidelity {100 * f['label_fidelity']:.2f}%")
     if f.get("prdc_domain"):
         parts.append(f"coverage {f['prdc_domain']['coverage']:.3f}")
+    if "reconstruction_mae" in f:
+        parts.append(f"reconstruction error {f['reconstruction_mae']:.1f} grey levels")
     if "fid_inception" in f:
         parts.append(f"Inception FID {f['fid_inception']:.2f} ({f['fid_inception_num_generated']} vs {f['fid_inception_num_real']})")
     typer.echo("evaluated: " + ", ".join(parts))

@@ -34,18 +34,29 @@ def load_summaries(out: Path) -> dict:
 def write_report(out: Path, job: Job, figures: dict) -> None:
     """Write report.json, report.html and report_grid.png under ``out``."""
     figures = dict(figures)
-    grid = figures.pop("grid_images")
-    scale = max(1, 560 // grid.shape[1])  # about 560 px wide, whole pixels
+    grid_png = grid_to_png(figures.pop("grid_images"))
+    atomic_write_bytes(out / "report_grid.png", grid_png)
+    recon = figures.pop("reconstruction_grid", None)
+    recon_b64 = None
+    if recon is not None:
+        recon_png = grid_to_png(recon)
+        atomic_write_bytes(out / "report_reconstructions.png", recon_png)
+        recon_b64 = base64.b64encode(recon_png).decode()
+    stages = load_summaries(out)
+    doc = {"job": job.model_dump(mode="json"), "figures": figures, **stages}
+    atomic_write_json(out / "report.json", doc)
+    page = render_html(job, figures, stages, base64.b64encode(grid_png).decode(), read_log(out), recon_b64)
+    atomic_write_bytes(out / "report.html", page.encode())
+
+
+def grid_to_png(grid: np.ndarray) -> bytes:
+    """A uint8 HWC grid as PNG bytes, scaled by whole pixels to about 560 px wide."""
+    scale = max(1, 560 // grid.shape[1])
     pil = Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid)
     pil = pil.resize((pil.width * scale, pil.height * scale), Image.Resampling.NEAREST)
     buf = io.BytesIO()
     pil.save(buf, format="PNG")
-    atomic_write_bytes(out / "report_grid.png", buf.getvalue())
-    stages = load_summaries(out)
-    doc = {"job": job.model_dump(mode="json"), "figures": figures, **stages}
-    atomic_write_json(out / "report.json", doc)
-    page = render_html(job, figures, stages, base64.b64encode(buf.getvalue()).decode(), read_log(out))
-    atomic_write_bytes(out / "report.html", page.encode())
+    return buf.getvalue()
 
 
 def read_log(out: Path) -> list[dict]:
@@ -95,7 +106,7 @@ def _fmt(v) -> str:
     return html.escape(str(v))
 
 
-def render_html(job: Job, f: dict, stages: dict, grid_b64: str, log_rows: list[dict]) -> str:
+def render_html(job: Job, f: dict, stages: dict, grid_b64: str, log_rows: list[dict], recon_b64: str | None = None) -> str:
     clf = f["classifier"]
     n_gen, n_real = f["num_generated"], f["num_real"]
     labelled = f.get("label_fidelity") is not None
@@ -119,6 +130,15 @@ def render_html(job: Job, f: dict, stages: dict, grid_b64: str, log_rows: list[d
         rows.insert(1, ("FID, InceptionV3", _fmt(f["fid_inception"]),
                         f"{f['fid_inception_num_generated']} generated vs {f['fid_inception_num_real']} real, PNG",
                         f["fid_inception_network"]))  # fmt: skip
+    if "reconstruction_mae" in f:
+        rows.append(("Reconstruction error", f"{f['reconstruction_mae']:.2f}", f"{f['reconstruction_num_images']} real "
+                     "(training) images", "mean absolute pixel error in grey levels (0-255), encoder's posterior "
+                     "mean decoded"))  # fmt: skip
+    recon_section = ""
+    if recon_b64:
+        recon_section = ("<h2>Reconstructions</h2><p>Per class, real training images (upper row) and the model's "
+                         "reconstructions of them (lower row): the posterior mean, decoded.</p>"
+                         f'<img class="grid" src="data:image/png;base64,{recon_b64}" alt="reconstructions">')  # fmt: skip
     table = "".join(f"<tr><td>{a}</td><td><b>{b}</b></td><td>{c}</td><td>{html.escape(d)}</td></tr>" for a, b, c, d in rows)
     names = f["class_names"]
     requested = f["requested_class_counts"] or ["-"] * len(names)
@@ -163,6 +183,7 @@ are not comparable with published CIFAR-10 or ImageNet FIDs). Label fidelity: th
 generated images that the domain classifier assigns to the class they were generated for.</p>
 <h2>{grid_title}</h2>
 <img class="grid" src="data:image/png;base64,{grid_b64}" alt="sample grid">
+{recon_section}
 <h2>Per class</h2>
 <p>{class_note}</p>
 <table><tr><th>class</th><th>requested</th><th>seen</th><th>label fidelity</th></tr>{per_class}</table>

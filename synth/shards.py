@@ -10,7 +10,6 @@ complete (storage.Store.atomic): readers never see a partial shard.
 from __future__ import annotations
 
 import hashlib
-import io
 import tarfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass

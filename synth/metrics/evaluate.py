@@ -114,10 +114,42 @@ def evaluate(job: Job, out: Path) -> dict:
     }
     if ecfg.inception:
         figures.update(inception_fid(real, fake))
+    figures.update(reconstruction_figures(job, out, data, ecfg.num_samples, ecfg.grid_per_class))
     # unlabelled: rows by the class the classifier sees, so a collapsed model shows as empty rows
     figures["grid_images"] = class_grid(fake, fake_labels if labelled else preds, data.num_classes, ecfg.grid_per_class)
     figures["seconds"] = time.perf_counter() - t0
     return figures
+
+
+def reconstruction_figures(job: Job, out: Path, data: ImageDataset, n: int, per_class: int) -> dict:
+    """For a model with an encoder (VAE family): how well it reconstructs real images, and a grid of them.
+
+    ``reconstruction_mae``: mean absolute pixel error (0-255 grey levels) over ``n`` real images;
+    ``reconstruction_grid``: uint8, per class a row of real images above a row of their reconstructions.
+    """
+    import torch
+
+    from synth.generate.worker import GeneratorRef, load_generator
+    from synth.models.common import from_uint8, to_uint8
+    from synth.train import checkpoint as ckpt
+
+    ref_meta, weights = ckpt.load_generator_files(out / "checkpoints")
+    ref = GeneratorRef(job.model.name, ref_meta["model_config"], ref_meta["digest"])
+    if not ref.family.can_reconstruct:
+        return {}
+    sampler = load_generator(ref, weights)
+    order = np.sort(np.random.default_rng(job.seed + 2).permutation(len(data))[: min(n, len(data))])
+    images, labels = data.images[order], data.labels[order]
+    with torch.inference_mode():
+        recon = to_uint8(sampler.family.reconstruct(sampler.net, from_uint8(images), labels))
+    mae = float(np.abs(recon.astype(np.int16) - images.astype(np.int16)).mean())
+    k, (h, w, c) = data.num_classes, images.shape[1:]
+    grid = np.zeros((2 * k * h, per_class * w, c), dtype=np.uint8)
+    for cls in range(k):
+        for j, i in enumerate(np.flatnonzero(labels == cls)[:per_class]):
+            grid[2 * cls * h : (2 * cls + 1) * h, j * w : (j + 1) * w] = images[i]
+            grid[(2 * cls + 1) * h : (2 * cls + 2) * h, j * w : (j + 1) * w] = recon[i]
+    return {"reconstruction_mae": mae, "reconstruction_num_images": int(len(images)), "reconstruction_grid": grid}
 
 
 PRDC_MAX = 5000  # k-NN on dense distance matrices: 3 of N x N float64, 200 MB each at this size

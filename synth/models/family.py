@@ -114,6 +114,12 @@ class Family:
         """The settings of ``sampling`` this family uses, for each sample's ``.json``."""
         return {}
 
+    can_reconstruct = False  # has an encoder: the report shows real images next to their reconstructions
+
+    def reconstruct(self, net: nn.Module, x: torch.Tensor, labels: np.ndarray) -> torch.Tensor:
+        """Real images (float NCHW in [-1, 1]) through the encoder and back, deterministically."""
+        raise NotImplementedError(f"{self.name}: no encoder to reconstruct with")
+
 
 def shape_of(model_config: dict[str, Any]) -> ImageShape:
     return ImageShape(int(model_config["resolution"]), int(model_config["channels"]), int(model_config["num_classes"]))

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from synth.models.common import latents_for_seeds, slerp_path
+from synth.models.common import latents_for_seeds
 from synth.models.family import Family, ImageShape, Sampling, StepData, shape_of
 from synth.models.gan import grid_plan
 
@@ -177,12 +177,11 @@ def vae_loss(
     return loss, figures
 
 
-# Rows per forward pass when sampling. CPU kernels (most of all the Linear's gemm;
-# on some grids the transposed convs too) pick their code path by batch
-# size, so a row decoded in a batch of 1 can differ from the same row in a batch
-# of 32 by ~1e-6 and flip a uint8 level (measured: 11 pixels of 32 images at
-# 64x64). With every call the same shape, each row gets the same arithmetic
-# wherever it sits, so images are bit-identical for any caller's batching.
+# Rows per forward pass of ``reconstruct`` (sampling gets fixed-shape calls from the shard worker,
+# synth.generate.worker.FORWARD_ROWS). CPU kernels (most of all the Linear's gemm; on some grids
+# the transposed convs too) pick their code path by batch size, so a row in a batch of 1 can
+# differ from the same row in a batch of 32 by ~1e-6 and flip a uint8 level (measured: 11 pixels
+# of 32 images at 64x64). With every call the same shape, each row gets the same arithmetic.
 SAMPLE_CHUNK = 32
 
 
@@ -203,43 +202,6 @@ def _decode_fixed_shape(model: VAE, z: torch.Tensor, y: torch.Tensor, chunk_size
         yc = torch.cat([yc, yc.new_zeros(chunk_size - n)])
         out.append(model.decode(zc.to(device), yc.to(device))[:n])
     return torch.cat(out)
-
-
-@torch.no_grad()
-def sample(model: VAE, seeds: np.ndarray, labels: np.ndarray, chunk_size: int = SAMPLE_CHUNK) -> torch.Tensor:
-    """Decode one prior latent per seed: float NCHW images in [-1, 1], one per (seed, label).
-
-    seeds: uint64 (N,); labels: int64 (N,) (ignored by unconditional models).
-    Latents come from ``latents_for_seeds`` (a generator per seed), every layer
-    is per-sample and every forward pass has ``chunk_size`` rows, so image i
-    depends on seeds[i] and labels[i] alone, bit for bit, however the caller
-    batches. N need not be a multiple of ``chunk_size``; the padding costs up
-    to chunk_size - 1 wasted rows per call, so pass many seeds per call.
-    """
-    z = latents_for_seeds(seeds, model.cfg.latent_dim)
-    y = torch.as_tensor(np.asarray(labels, dtype=np.int64))
-    return _decode_fixed_shape(model, z, y, chunk_size)
-
-
-@torch.no_grad()
-def interpolate(model: VAE, seed_a: int, seed_b: int, label: int, steps: int) -> torch.Tensor:
-    """Images along the spherical path between two seeds' latents: float NCHW [-1, 1], ``steps`` images.
-
-    The first image is ``sample`` of seed_a, the last of seed_b. Spherical
-    (slerp), not linear: a standard-normal latent lies near the sphere of radius
-    sqrt(latent_dim), and a straight line cuts inside it (the midpoint's norm is
-    about 0.71 of that), into latents the decoder rarely saw in training.
-    """
-    z = slerp_path(latents_for_seeds(np.array([seed_a, seed_b], dtype=np.uint64), model.cfg.latent_dim), steps)
-    y = torch.full((steps,), int(label), dtype=torch.int64)
-    return _decode_fixed_shape(model, z, y, SAMPLE_CHUNK)
-
-
-@torch.no_grad()
-def reconstruct(model: VAE, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
-    """Decode the posterior mean of each image: float NCHW [-1, 1] in, same shape out. No noise."""
-    mu, _ = model.encode(x, y)
-    return model.decode(mu, y)
 
 
 class VaeFamily(Family):
@@ -280,6 +242,22 @@ class VaeFamily(Family):
 
     def sampling_record(self, sampling: Sampling) -> dict:
         return {"truncation": sampling.truncation} if sampling.truncation != 1.0 else {}
+
+    can_reconstruct = True
+
+    @torch.no_grad()
+    def reconstruct(self, net, x: torch.Tensor, labels: np.ndarray) -> torch.Tensor:
+        """Decode the posterior mean of each image (no noise), in fixed-shape calls like ``sample``."""
+        y = torch.as_tensor(np.asarray(labels, dtype=np.int64))
+        out = []
+        for i in range(0, len(x), SAMPLE_CHUNK):
+            xc, yc = x[i : i + SAMPLE_CHUNK], y[i : i + SAMPLE_CHUNK]
+            n = len(xc)
+            xc = torch.cat([xc, xc.new_zeros(SAMPLE_CHUNK - n, *xc.shape[1:])]).to(_device(net))
+            yc = torch.cat([yc, yc.new_zeros(SAMPLE_CHUNK - n)])
+            mu, _ = net.encode(xc, yc.to(xc.device) if net.cfg.conditional else None)
+            out.append(_decode_fixed_shape(net, mu, yc, SAMPLE_CHUNK)[:n])
+        return torch.cat(out) if out else x[:0]
 
 
 def vae_config(spec, shape: ImageShape) -> VaeConfig:

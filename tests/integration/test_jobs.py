@@ -35,6 +35,10 @@ def test_job_runs_end_to_end(tmp_path, job):
         assert meta["sampling"] == {"sampler": g.sampler, "steps": g.steps, "eta": g.eta, "guidance": g.guidance}
     verified = run_cli("verify", str(out))
     assert verified.returncode == 0 and "verify: ok, 2 shards, 60 samples" in verified.stdout, verified.stderr
+    has_encoder = spec.model.name in ("vae", "beta_vae", "cvae")  # the report shows reconstructions
+    assert (out / "report_reconstructions.png").is_file() == has_encoder
+    if has_encoder:
+        assert 0 < report["figures"]["reconstruction_mae"] < 255 and "Reconstructions" in (out / "report.html").read_text()
 
 
 @pytest.mark.parametrize("name", ["dcgan", "vae"])

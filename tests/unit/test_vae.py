@@ -5,8 +5,15 @@ from safetensors.torch import load, save
 from sklearn.datasets import load_digits
 
 from synth.errors import SynthError
+from synth.generate.worker import Sampler, sample_images
 from synth.models.common import sample_seeds, to_uint8
-from synth.models.vae import VAE, VaeConfig, interpolate, reconstruct, sample, vae_loss
+from synth.models.family import Sampling
+from synth.models.vae import FAMILY, VAE, VaeConfig, vae_loss
+
+
+def sample(model: VAE, seeds, labels, batch_size: int = 64) -> np.ndarray:
+    """uint8 NHWC images the way the shard worker makes them (fixed-shape forwards)."""
+    return sample_images(Sampler(FAMILY, model), seeds, labels, batch_size)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -46,9 +53,9 @@ def test_shapes_and_ranges(resolution, channels, conditional):
     loss, figures = vae_loss(model, x, y, torch.Generator().manual_seed(0))
     assert loss.ndim == 0 and torch.isfinite(loss) and loss.requires_grad
     assert set(figures) == {"recon", "kl", "nelbo"} and figures["kl"] >= 0
-    assert reconstruct(model, x, y).shape == x.shape
+    assert FAMILY.reconstruct(model, x, np.arange(5)).shape == x.shape
     out = sample(model, sample_seeds(1, np.arange(3)), np.array([0, 1, 2]))
-    assert out.shape == (3, channels, resolution, resolution) and out.min() >= -1 and out.max() <= 1
+    assert out.shape == (3, resolution, resolution, channels) and out.dtype == np.uint8
 
 
 def test_bad_resolution_is_a_clear_error():
@@ -102,29 +109,30 @@ def test_loss_noise_comes_from_the_generator():
 @pytest.mark.parametrize("resolution,channels,conditional", [(28, 1, True), (28, 1, False), (32, 3, True)])
 def test_sampling_is_per_seed_and_batch_independent(resolution, channels, conditional):
     # At 32x32x3 a plain model.decode of these rows one at a time differs from
-    # the batch of 24 in a few uint8 pixels; sample's fixed-shape calls must not.
+    # the batch of 24 in a few uint8 pixels; the worker's fixed-shape forwards must not.
     model = vae(resolution, channels, conditional)
     seeds = sample_seeds(123, np.arange(24))
     labels = np.arange(24, dtype=np.int64) % 10
-    together = to_uint8(sample(model, seeds, labels))
-    one_by_one = np.concatenate([to_uint8(sample(model, seeds[i : i + 1], labels[i : i + 1])) for i in range(24)])
+    together = sample(model, seeds, labels)
+    one_by_one = np.concatenate([sample(model, seeds[i : i + 1], labels[i : i + 1]) for i in range(24)])
     order = np.random.default_rng(0).permutation(24)
-    shuffled = to_uint8(sample(model, seeds[order], labels[order]))
+    shuffled = sample(model, seeds[order], labels[order])
     assert together.dtype == np.uint8 and together.shape == (24, resolution, resolution, channels)
     assert np.array_equal(together, one_by_one)
     assert np.array_equal(together[order], shuffled)
-    assert np.array_equal(together, to_uint8(sample(model, seeds, labels, chunk_size=5)))
+    assert np.array_equal(together, sample(model, seeds, labels, batch_size=5))
     assert not np.array_equal(together[0], together[10])  # same class, other seed
-    same_seed = to_uint8(sample(model, seeds[:1], np.array([3])))
+    same_seed = sample(model, seeds[:1], np.array([3]))
     assert np.array_equal(together[:1], same_seed) != conditional  # the label matters iff conditional
 
 
 def test_interpolation_ends_at_the_seeds():
     model = vae(28, 1)
     seeds = sample_seeds(5, np.arange(2))
-    path = interpolate(model, int(seeds[0]), int(seeds[1]), label=4, steps=6)
+    with torch.inference_mode():
+        path = FAMILY.interpolate(model, seeds, label=4, steps=6, sampling=Sampling())
     assert path.shape == (6, 1, 28, 28)
-    ends = to_uint8(sample(model, seeds, np.array([4, 4])))
+    ends = sample(model, seeds, np.array([4, 4]))
     got = to_uint8(path[[0, -1]])
     # The path's ends are computed differently (sin ratios), so allow one grey level.
     assert np.abs(got.astype(int) - ends.astype(int)).max() <= 1
@@ -140,6 +148,27 @@ def test_safetensors_round_trip_gives_identical_samples():
     restored = vae(28, 1, seed=1)
     restored.load_state_dict(load(blob))
     seeds, labels = sample_seeds(9, np.arange(8)), np.arange(8, dtype=np.int64)
-    assert np.array_equal(to_uint8(sample(model, seeds, labels)), to_uint8(sample(restored, seeds, labels)))
+    assert np.array_equal(sample(model, seeds, labels), sample(restored, seeds, labels))
     fresh = vae(28, 1, seed=1)
-    assert not np.array_equal(to_uint8(sample(fresh, seeds, labels)), to_uint8(sample(restored, seeds, labels)))
+    assert not np.array_equal(sample(fresh, seeds, labels), sample(restored, seeds, labels))
+
+
+def test_reconstruction_is_batch_independent_and_learns():
+    """The report's reconstructions: the same image gives the same pixels alone or in a batch, and training helps."""
+    x, y = digits()
+    model = vae(8, 1)
+    labels = y[:40].numpy()
+    together = to_uint8(FAMILY.reconstruct(model, x[:40], labels))
+    alone = np.concatenate([to_uint8(FAMILY.reconstruct(model, x[i : i + 1], labels[i : i + 1])) for i in range(40)])
+    assert np.array_equal(together, alone)
+    error_before = (FAMILY.reconstruct(model, x[:200], y[:200].numpy()) - x[:200]).abs().mean()
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    gen, rng = torch.Generator().manual_seed(0), np.random.default_rng(0)
+    for _ in range(150):
+        idx = torch.from_numpy(rng.choice(len(x), 64, replace=False))
+        loss, _ = vae_loss(model, x[idx], y[idx], gen)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    error_after = (FAMILY.reconstruct(model, x[:200], y[:200].numpy()) - x[:200]).abs().mean()
+    assert error_after < 0.7 * error_before, (error_before, error_after)

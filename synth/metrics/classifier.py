@@ -41,6 +41,9 @@ class SmallCNN(nn.Module):
         return self.head(self.body(x))
 
 
+HELD_OUT = 0.1  # share of the real images the domain classifier is scored on, not trained on
+
+
 @dataclass
 class TrainedClassifier:
     model: SmallCNN
@@ -60,14 +63,20 @@ def random_shift(x: torch.Tensor, gen: torch.Generator, pixels: int = 2) -> torc
 
 
 def train_classifier(
-    images: np.ndarray, labels: np.ndarray, num_classes: int, epochs: int, seed: int, held_out: float = 0.1
+    images: np.ndarray,
+    labels: np.ndarray,
+    num_classes: int,
+    epochs: int,
+    seed: int,
+    held_out: float = HELD_OUT,
+    progress=None,
 ) -> TrainedClassifier:
-    """Train SmallCNN on uint8 NHWC images; report accuracy on a held-out split."""
+    """Train SmallCNN on uint8 NHWC images; report accuracy on a held-out split. ``progress``: as fit_classifier."""
     gen = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(images), generator=gen).numpy()
     n_val = max(1, int(len(images) * held_out))
     val, tr = order[:n_val], order[n_val:]
-    model = fit_classifier(images[tr], labels[tr], num_classes, epochs, seed, gen)
+    model = fit_classifier(images[tr], labels[tr], num_classes, epochs, seed, gen, progress)
     acc = float((predict(model, images[val]) == labels[val]).mean())
     return TrainedClassifier(model, acc, len(tr), len(val), epochs)
 

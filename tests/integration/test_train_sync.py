@@ -1,18 +1,18 @@
-"""Two Ray Train workers, Accelerate on gloo: gradients are synchronised."""
+"""Two Ray Train workers, Accelerate on gloo: gradients are synchronised, for every model family."""
 
 import json
 
-from ..conftest import QUICKSTART, run_cli
+import pytest
+
+from ..conftest import ROOT, run_cli
 
 
-def test_two_workers_keep_identical_parameters(tmp_path):
+@pytest.mark.parametrize("job", ["quickstart.yaml", "mnist-cvae.yaml", "mnist-ddpm-cond.yaml"])
+def test_two_workers_keep_identical_parameters(tmp_path, job):
     out = tmp_path / "out"
-    proc = run_cli(
-        "train", str(QUICKSTART), "--out", str(out),
-        "--set", "data.source=digits", "--set", "data.resolution=8",
-        "--set", "model.width=16", "--set", "train.num_workers=2", "--set", "train.batch_size=32",
-        "--set", "train.steps=10", "--set", "train.log_every=5", "--set", "train.checkpoint_every=5",
-    )  # fmt: skip
+    sets = ["data.source=digits", "data.resolution=8", "model.width=16", "train.num_workers=2",
+            "train.batch_size=32", "train.steps=10", "train.log_every=5", "train.checkpoint_every=5"]  # fmt: skip
+    proc = run_cli("train", str(ROOT / "jobs" / job), "--out", str(out), *[a for s in sets for a in ("--set", s)])
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "on 2 worker(s)" in proc.stdout
     state = json.loads((out / "checkpoints" / "state.json").read_text())

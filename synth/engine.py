@@ -166,7 +166,9 @@ def map_shards(
                 pending.add(remote.remote(work, shared_ref))
         if not pending:
             break
-        done, _ = ray.wait(list(pending), num_returns=1)
+        # A bounded wait returns to Python often, so Ctrl-C stops the driver within a second (an
+        # unbounded ray.wait sees the signal only when a task ends).
+        done, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
         for ref in done:
             pending.discard(ref)
             try:

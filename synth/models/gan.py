@@ -240,10 +240,13 @@ class GanFamily(Family):
             y_fake = torch.randint(0, data.num_classes, (n,), generator=gen, device=real.device)
             # One generator forward serves the D step and, on the last critic step, the G step.
             fake = G(z, y_fake)
-            scores = D(seen(torch.cat([real, fake.detach()])), torch.cat([y_real, y_fake]))
+            shown = seen(torch.cat([real, fake.detach()]))
+            scores = D(shown, torch.cat([y_real, y_fake]))
             loss_d = d_loss(scores[:n], scores[n:])
             if spec.loss == "wgan_gp":
-                loss_d = loss_d + spec.gp_weight * gradient_penalty(D, real, fake, y_real, gen)
+                # Between the images D scored: with DiffAugment those are augmented, and a penalty
+                # on un-augmented images would leave the critic unconstrained where it is used.
+                loss_d = loss_d + spec.gp_weight * gradient_penalty(D, shown[:n], shown[n:], y_real, gen)
             opts["opt_d"].zero_grad(set_to_none=True)
             backward(loss_d)
             opts["opt_d"].step()

@@ -146,12 +146,10 @@ def reconstruction_figures(job: Job, out: Path, data: ImageDataset, n: int, per_
     with torch.inference_mode():
         recon = to_uint8(sampler.family.reconstruct(sampler.net, from_uint8(images), labels))
     mae = float(np.abs(recon.astype(np.int16) - images.astype(np.int16)).mean())
-    k, (h, w, c) = data.num_classes, images.shape[1:]
-    grid = np.zeros((2 * k * h, per_class * w, c), dtype=np.uint8)
-    for cls in range(k):
-        for j, i in enumerate(np.flatnonzero(labels == cls)[:per_class]):
-            grid[2 * cls * h : (2 * cls + 1) * h, j * w : (j + 1) * w] = images[i]
-            grid[(2 * cls + 1) * h : (2 * cls + 2) * h, j * w : (j + 1) * w] = recon[i]
+    k, h = data.num_classes, images.shape[1]
+    real_rows, recon_rows = (class_grid(x, labels, k, per_class) for x in (images, recon))
+    grid = np.stack([real_rows.reshape(k, h, *real_rows.shape[1:]), recon_rows.reshape(k, h, *recon_rows.shape[1:])], 1)
+    grid = grid.reshape(2 * k * h, *real_rows.shape[1:])  # per class: the real row, then its reconstructions
     return {"reconstruction_mae": mae, "reconstruction_num_images": int(len(images)), "reconstruction_grid": grid}
 
 

@@ -42,6 +42,17 @@ class SmallCNN(nn.Module):
 
 
 HELD_OUT = 0.1  # share of the real images the domain classifier is scored on, not trained on
+BATCH = 128
+
+
+def held_out_size(n: int, held_out: float = HELD_OUT) -> int:
+    """How many of ``n`` images train_classifier keeps back to score on."""
+    return max(1, int(n * held_out))
+
+
+def images_seen(n: int, epochs: int) -> int:
+    """Images fit_classifier steps through in all on ``n`` training images: a progress bar's total."""
+    return epochs * max(1, n // BATCH) * min(n, BATCH)
 
 
 @dataclass
@@ -74,7 +85,7 @@ def train_classifier(
     """Train SmallCNN on uint8 NHWC images; report accuracy on a held-out split. ``progress``: as fit_classifier."""
     gen = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(images), generator=gen).numpy()
-    n_val = max(1, int(len(images) * held_out))
+    n_val = held_out_size(len(images), held_out)
     val, tr = order[:n_val], order[n_val:]
     model = fit_classifier(images[tr], labels[tr], num_classes, epochs, seed, gen, progress)
     acc = float((predict(model, images[val]) == labels[val]).mean())
@@ -99,14 +110,14 @@ def fit_classifier(
     with torch.random.fork_rng(devices=[]):  # seeded init, global RNG untouched
         torch.manual_seed(seed)
         model = SmallCNN(images.shape[-1], num_classes)
-    steps_per_epoch = max(1, len(x) // 128)
+    steps_per_epoch = max(1, len(x) // BATCH)
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=epochs * steps_per_epoch)
     model.train()
     for _ in range(epochs):
         perm = torch.randperm(len(x), generator=gen)
         for b in range(steps_per_epoch):
-            idx = perm[b * 128 : (b + 1) * 128]
+            idx = perm[b * BATCH : (b + 1) * BATCH]
             loss = F.cross_entropy(model(random_shift(x[idx], gen)), y[idx])
             opt.zero_grad()
             loss.backward()

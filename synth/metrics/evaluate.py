@@ -24,7 +24,7 @@ from synth.dataset import UNLABELLED
 from synth.errors import SynthError
 from synth.generate.worker import shard_rel
 from synth.manifest import IMAGE_EXTS, read_manifest
-from synth.metrics.classifier import HELD_OUT, classifier_features, predict, train_classifier
+from synth.metrics.classifier import classifier_features, held_out_size, images_seen, predict, train_classifier
 from synth.metrics.fid import INCEPTION_NAME, InceptionFeatures, features_to_fid
 from synth.metrics.manifold import features_to_prdc
 from synth.progress import Progress
@@ -77,8 +77,8 @@ def evaluate(job: Job, out: Path) -> dict:
         fake = resize_images(fake, data.images.shape[1], data.images.shape[3])
     real = real_subset(data, ecfg.num_samples, job.seed + 1)
 
-    n_train = len(data) - max(1, int(len(data) * HELD_OUT))
-    with Progress("domain classifier", ecfg.classifier_epochs * (n_train // 128) * 128, "img") as bar:
+    n_train = len(data) - held_out_size(len(data))
+    with Progress("domain classifier", images_seen(n_train, ecfg.classifier_epochs), "img") as bar:
         clf = train_classifier(data.images, data.labels, data.num_classes, ecfg.classifier_epochs, job.seed,
                                progress=bar.update)  # fmt: skip
     preds = predict(clf.model, fake)

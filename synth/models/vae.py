@@ -190,18 +190,21 @@ def _device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-def _decode_fixed_shape(model: VAE, z: torch.Tensor, y: torch.Tensor, chunk_size: int) -> torch.Tensor:
-    """``model.decode`` in calls of exactly ``chunk_size`` rows (the last padded with zeros)."""
-    device = _device(model)
-    cfg = model.cfg
-    out = [torch.empty(0, cfg.channels, cfg.resolution, cfg.resolution, device=device)]
-    for i in range(0, len(z), chunk_size):
-        zc, yc = z[i : i + chunk_size], y[i : i + chunk_size]
-        n = len(zc)
-        zc = torch.cat([zc, zc.new_zeros(chunk_size - n, zc.shape[1])])
-        yc = torch.cat([yc, yc.new_zeros(chunk_size - n)])
-        out.append(model.decode(zc.to(device), yc.to(device))[:n])
+def _in_fixed_rows(fn, tensors: tuple[torch.Tensor, ...], rows: int, device) -> torch.Tensor:
+    """``fn(*tensors)`` in calls of exactly ``rows`` rows (the last zero-padded), so a sample's
+    pixels never depend on how many others share its batch."""
+    out = []
+    for i in range(0, len(tensors[0]), rows):
+        chunk = [t[i : i + rows] for t in tensors]
+        n = len(chunk[0])
+        padded = [torch.cat([t, t.new_zeros(rows - n, *t.shape[1:])]).to(device) for t in chunk]
+        out.append(fn(*padded)[:n])
     return torch.cat(out)
+
+
+def _decode_fixed_shape(model: VAE, z: torch.Tensor, y: torch.Tensor, chunk_size: int) -> torch.Tensor:
+    """``model.decode`` in calls of exactly ``chunk_size`` rows."""
+    return _in_fixed_rows(model.decode, (z, y), chunk_size, _device(model))
 
 
 class VaeFamily(Family):
@@ -249,15 +252,14 @@ class VaeFamily(Family):
     def reconstruct(self, net, x: torch.Tensor, labels: np.ndarray) -> torch.Tensor:
         """Decode the posterior mean of each image (no noise), in fixed-shape calls like ``sample``."""
         y = torch.as_tensor(np.asarray(labels, dtype=np.int64))
-        out = []
-        for i in range(0, len(x), SAMPLE_CHUNK):
-            xc, yc = x[i : i + SAMPLE_CHUNK], y[i : i + SAMPLE_CHUNK]
-            n = len(xc)
-            xc = torch.cat([xc, xc.new_zeros(SAMPLE_CHUNK - n, *xc.shape[1:])]).to(_device(net))
-            yc = torch.cat([yc, yc.new_zeros(SAMPLE_CHUNK - n)])
-            mu, _ = net.encode(xc, yc.to(xc.device) if net.cfg.conditional else None)
-            out.append(_decode_fixed_shape(net, mu, yc, SAMPLE_CHUNK)[:n])
-        return torch.cat(out) if out else x[:0]
+        if len(x) == 0:
+            return x[:0]
+
+        def through(xc: torch.Tensor, yc: torch.Tensor) -> torch.Tensor:
+            mu, _ = net.encode(xc, yc if net.cfg.conditional else None)
+            return net.decode(mu, yc)
+
+        return _in_fixed_rows(through, (x, y), SAMPLE_CHUNK, _device(net))
 
 
 def vae_config(spec, shape: ImageShape) -> VaeConfig:

@@ -5,6 +5,7 @@ import pytest
 
 from synth.data import load_dataset, load_test_dataset
 from synth.metrics.cas import classification_accuracy_score
+from synth.metrics.classifier import fit_classifier, images_seen
 from synth.spec import DataSpec
 
 
@@ -36,3 +37,12 @@ def test_cas_separates_right_labels_from_shuffled_ones(fashion):
     assert result.gap == pytest.approx(result.real.accuracy - result.synthetic.accuracy)
     assert len(result.real.per_class) == 10 and result.num_test == 10_000
     assert result.to_dict()["synthetic"]["num_train"] == 3000
+
+
+@pytest.mark.parametrize("n", [100, 300])
+def test_progress_total_is_what_fit_steps_through(fashion, n):
+    """The progress bars of evaluate and bench/cas.py size themselves with images_seen."""
+    train, _ = fashion
+    seen = []
+    fit_classifier(train.images[:n], train.labels[:n], 10, epochs=2, seed=0, progress=seen.append)
+    assert sum(seen) == images_seen(n, 2)

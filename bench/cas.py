@@ -20,6 +20,7 @@ import torch
 
 from synth.data import load_dataset, load_test_dataset
 from synth.metrics.cas import classification_accuracy_score
+from synth.metrics.classifier import images_seen
 from synth.metrics.evaluate import read_generated
 from synth.pipeline import dataset_store
 from synth.progress import Progress
@@ -32,6 +33,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True, help="the run's --out folder")
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--limit", type=int, default=None, help="use the first N generated images (default: all)")
+    ap.add_argument("--seed", type=int, default=None, help="the classifiers' seed (default: the job's)")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = ap.parse_args()
     job = load_job(args.job, [])
@@ -46,12 +48,13 @@ def main() -> None:
         real_xy = (real.images[keep], real.labels[keep])
     else:
         real_xy = (real.images, real.labels)
+    seed = job.seed if args.seed is None else args.seed
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {n:,} generated, "
-          f"{len(real_xy[1]):,} real training, {len(test):,} real test images; {args.epochs} epochs")  # fmt: skip
+          f"{len(real_xy[1]):,} real training, {len(test):,} real test images; {args.epochs} epochs, seed {seed}")  # fmt: skip
     t0 = time.perf_counter()
-    with Progress("CAS classifiers", 2 * args.epochs * (n // 128) * 128, "img") as bar:
+    with Progress("CAS classifiers", images_seen(n, args.epochs) + images_seen(len(real_xy[1]), args.epochs), "img") as bar:
         result = classification_accuracy_score(
-            fake, real_xy, (test.images, test.labels), test.num_classes, args.epochs, job.seed, bar.update
+            fake, real_xy, (test.images, test.labels), test.num_classes, args.epochs, seed, bar.update
         )
     seconds = time.perf_counter() - t0
     print(f"\n{'trained on':22s} {'test accuracy':>14s}")
@@ -63,7 +66,7 @@ def main() -> None:
     for name, s, r in zip(test.class_names, result.synthetic.per_class, result.real.per_class):
         print(f"  {name:12s} {100 * s:6.1f}% {100 * r:6.1f}%")
     if args.json:
-        args.json.write_text(json.dumps({**result.to_dict(), "run": str(args.out), "seconds": seconds}, indent=2))
+        args.json.write_text(json.dumps({**result.to_dict(), "run": str(args.out), "seed": seed, "seconds": seconds}, indent=2))
 
 
 if __name__ == "__main__":

@@ -245,7 +245,8 @@ class GenerateSpec(_Section):
     lossless: bool = Field(False, description="webp only: lossless")
     resolution: int | None = Field(None, ge=4, le=4096, description="output size; default the model's")
     resize_filter: ResizeFilter = Field("bicubic", description="PIL filter used when resolution differs")
-    truncation: float = Field(1.0, gt=0, le=2, description="GAN, VAE: latents scaled toward the mean (1 = off)")
+    truncation: float = Field(1.0, gt=0, le=2, description="GAN, VAE: latents scaled by this: below 1 toward the "
+                              "mean (cleaner, less varied), above 1 away from it (more varied); 1 = off")
     sampler: Literal["ddim", "ddpm"] = Field("ddim", description="diffusion: DDIM, or ancestral DDPM")
     steps: int = Field(50, ge=1, description="diffusion: DDIM steps (DDPM takes every timestep)")
     eta: float = Field(0.0, ge=0, le=1, description="diffusion: DDIM noise (0 = deterministic given x_T)")

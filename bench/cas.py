@@ -50,9 +50,11 @@ def main() -> None:
         real_xy = (real.images, real.labels)
     seed = job.seed if args.seed is None else args.seed
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {n:,} generated, "
-          f"{len(real_xy[1]):,} real training, {len(test):,} real test images; {args.epochs} epochs, seed {seed}")  # fmt: skip
+          f"{len(real_xy[1]):,} real training, {len(test):,} real test images; "
+          f"{args.epochs} epochs, seed {seed}")  # fmt: skip
     t0 = time.perf_counter()
-    with Progress("CAS classifiers", images_seen(n, args.epochs) + images_seen(len(real_xy[1]), args.epochs), "img") as bar:
+    total = images_seen(n, args.epochs) + images_seen(len(real_xy[1]), args.epochs)
+    with Progress("CAS classifiers", total, "img") as bar:
         result = classification_accuracy_score(
             fake, real_xy, (test.images, test.labels), test.num_classes, args.epochs, seed, bar.update
         )
@@ -66,7 +68,8 @@ def main() -> None:
     for name, s, r in zip(test.class_names, result.synthetic.per_class, result.real.per_class):
         print(f"  {name:12s} {100 * s:6.1f}% {100 * r:6.1f}%")
     if args.json:
-        args.json.write_text(json.dumps({**result.to_dict(), "run": str(args.out), "seed": seed, "seconds": seconds}, indent=2))
+        figures = {**result.to_dict(), "run": str(args.out), "seed": seed, "seconds": seconds}
+        args.json.write_text(json.dumps(figures, indent=2))
 
 
 if __name__ == "__main__":

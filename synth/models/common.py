@@ -123,3 +123,22 @@ def slerp_path(points: torch.Tensor, steps: int) -> torch.Tensor:
         else:
             out.append((torch.sin((1 - t) * theta) * a + torch.sin(t * theta) * b) / torch.sin(theta))
     return torch.cat(out)
+
+
+def run_fixed_batch(fn, inputs: tuple[torch.Tensor | None, ...], rows: int) -> torch.Tensor:
+    """``fn(*inputs)`` computed in calls of exactly ``rows`` rows, the last one padded with copies
+    of its last row; ``None`` inputs are passed through as ``None``.
+
+    Why: oneDNN, MKL and cuDNN choose kernels by batch size, and the kernels
+    round differently (about 1e-6 per forward here), so the same image sampled
+    in batches of 1 and of 12 drifts apart over the steps. At one fixed batch
+    size a row's result does not depend on its position or on the other rows
+    (checked on CPU; on GPU it also needs ``cudnn.benchmark`` off), so a fixed
+    forward batch makes every image independent of how callers batch.
+    """
+    n = len(inputs[0])
+    pad = -n % rows
+    if pad:
+        inputs = tuple(None if t is None else torch.cat([t, t[-1:].expand(pad, *t.shape[1:])]) for t in inputs)
+    chunks = [slice(i, i + rows) for i in range(0, n + pad, rows)]
+    return torch.cat([fn(*(None if t is None else t[c] for t in inputs)) for c in chunks])[:n]

@@ -12,7 +12,7 @@ Images are float NCHW in [-1, 1]. Nothing here knows about devices or
 processes: tensors go where the model's parameters are. Sampling noise comes
 from one CPU generator per sample, so x_T and every step's noise are the same on
 any device, and the network always runs on a fixed number of rows
-(``run_fixed_batch``), so image i is bit-for-bit a function of its seed, its
+(``common.run_fixed_batch``), so image i is bit-for-bit a function of its seed, its
 label and the sampler settings, never of the batch it was sampled in.
 """
 
@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from synth.errors import SynthError
+from synth.models.common import run_fixed_batch
 from synth.models.family import Family, ImageShape, Sampling, StepData, shape_of
 
 CHANNEL_MULTS = (1, 2, 2, 2)  # width multiplier per resolution level, top to bottom
@@ -235,40 +236,18 @@ def predict_noise(
 
     guidance 1 is the plain conditional prediction; other values evaluate the
     conditional rows and their null-class copies in one batched forward.
-    Unconditional models ignore ``y`` and ``guidance``. See ``run_fixed_batch``
+    Unconditional models ignore ``y`` and ``guidance``. See ``common.run_fixed_batch``
     for ``forward_batch``.
     """
     cfg = schedule.cfg
     steps = torch.full((len(x_t),), t, dtype=torch.long, device=x_t.device)
     if not cfg.conditional:
-        return run_fixed_batch(unet, x_t, steps, None, forward_batch)
+        return run_fixed_batch(unet, (x_t, steps, None), forward_batch)
     if guidance == 1.0:
-        return run_fixed_batch(unet, x_t, steps, y, forward_batch)
+        return run_fixed_batch(unet, (x_t, steps, y), forward_batch)
     x2, t2, y2 = torch.cat([x_t, x_t]), torch.cat([steps, steps]), torch.cat([y, torch.full_like(y, cfg.num_classes)])
-    eps_c, eps_u = run_fixed_batch(unet, x2, t2, y2, forward_batch).chunk(2)
+    eps_c, eps_u = run_fixed_batch(unet, (x2, t2, y2), forward_batch).chunk(2)
     return eps_u + guidance * (eps_c - eps_u)
-
-
-def run_fixed_batch(
-    unet: nn.Module, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None, rows: int
-) -> torch.Tensor:
-    """``unet(x, t, y)`` computed in calls of exactly ``rows`` rows, the last one padded with copies.
-
-    Why: oneDNN, MKL and cuDNN choose kernels by batch size, and the kernels
-    round differently (about 1e-6 per forward here), so the same image sampled
-    in batches of 1 and of 12 drifts apart over the steps. At one fixed batch
-    size a row's result does not depend on its position or on the other rows
-    (checked on CPU; on GPU it also needs ``cudnn.benchmark`` off), so a fixed
-    forward batch makes every image independent of how callers batch.
-    """
-    n = len(x)
-    pad = -n % rows
-    if pad:
-        x = torch.cat([x, x[-1:].expand(pad, *x.shape[1:])])
-        t = torch.cat([t, t[-1:].expand(pad)])
-        y = None if y is None else torch.cat([y, y[-1:].expand(pad)])
-    chunks = [slice(i, i + rows) for i in range(0, len(x), rows)]
-    return torch.cat([unet(x[c], t[c], None if y is None else y[c]) for c in chunks])[:n]
 
 
 def seed_generators(seeds: np.ndarray) -> list[torch.Generator]:
@@ -356,7 +335,7 @@ def sample_ddpm(
 
     ``seeds`` uint64, ``labels`` int64 (ignored by unconditional models). Each
     sample's own generator draws its x_T, then its noise at every step.
-    ``forward_batch`` is rows per network call (see ``run_fixed_batch``): images
+    ``forward_batch`` is rows per network call (see ``common.run_fixed_batch``): images
     are bit-exact only for the same value, so keep it fixed within a job; the
     caller's batch (twice it with guidance) is best a multiple of it, as the last
     call is padded.

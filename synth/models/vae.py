@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from synth.models.common import latents_for_seeds
+from synth.models.common import latents_for_seeds, run_fixed_batch
 from synth.models.family import Family, ImageShape, Sampling, StepData, shape_of
 from synth.models.gan import grid_plan
 
@@ -190,23 +190,6 @@ def _device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-def _in_fixed_rows(fn, tensors: tuple[torch.Tensor, ...], rows: int, device) -> torch.Tensor:
-    """``fn(*tensors)`` in calls of exactly ``rows`` rows (the last zero-padded), so a sample's
-    pixels never depend on how many others share its batch."""
-    out = []
-    for i in range(0, len(tensors[0]), rows):
-        chunk = [t[i : i + rows] for t in tensors]
-        n = len(chunk[0])
-        padded = [torch.cat([t, t.new_zeros(rows - n, *t.shape[1:])]).to(device) for t in chunk]
-        out.append(fn(*padded)[:n])
-    return torch.cat(out)
-
-
-def _decode_fixed_shape(model: VAE, z: torch.Tensor, y: torch.Tensor, chunk_size: int) -> torch.Tensor:
-    """``model.decode`` in calls of exactly ``chunk_size`` rows."""
-    return _in_fixed_rows(model.decode, (z, y), chunk_size, _device(model))
-
-
 class VaeFamily(Family):
     """The VAE family's training and sampling: vae, beta_vae (beta = 4), cvae (conditional)."""
 
@@ -241,7 +224,8 @@ class VaeFamily(Family):
 
     def decode_latents(self, net, z: torch.Tensor, labels: np.ndarray, sampling: Sampling) -> torch.Tensor:
         y = torch.as_tensor(np.asarray(labels, dtype=np.int64))
-        return _decode_fixed_shape(net, z * sampling.truncation, y, len(z))
+        dev = _device(net)
+        return run_fixed_batch(net.decode, ((z * sampling.truncation).to(dev), y.to(dev)), len(z))
 
     def sampling_record(self, sampling: Sampling) -> dict:
         return {"truncation": sampling.truncation} if sampling.truncation != 1.0 else {}
@@ -259,7 +243,7 @@ class VaeFamily(Family):
             mu, _ = net.encode(xc, yc if net.cfg.conditional else None)
             return net.decode(mu, yc)
 
-        return _in_fixed_rows(through, (x, y), SAMPLE_CHUNK, _device(net))
+        return run_fixed_batch(through, (x.to(_device(net)), y.to(_device(net))), SAMPLE_CHUNK)
 
 
 def vae_config(spec, shape: ImageShape) -> VaeConfig:

@@ -113,7 +113,7 @@ def render_html(job: Job, f: dict, stages: dict, grid_b64: str, log_rows: list[d
     rows = [
         ("Label fidelity", f"{100 * f['label_fidelity']:.2f}%" if labelled else "n/a (unlabelled dataset)",
          f"{n_gen} generated images", f"domain classifier ({_fmt(100 * clf['held_out_accuracy'])}% on "
-         f"{clf['held_out_size']} held-out real images)"),
+         f"{clf['held_out_size']} held-out real images{'; from the cache' if clf.get('from_cache') else ''})"),
         ("FID, domain features", _fmt(f["fid_domain"]), f"{n_gen} generated vs {n_real} real", f["fid_domain_network"]),
         ("FID, domain features, real vs real", _fmt(f.get("fid_domain_real_vs_real")),
          f"{n_real // 2} vs {n_real - n_real // 2} real", "the floor: what two samples of real data score"),

@@ -1,5 +1,9 @@
+import atexit
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -8,14 +12,21 @@ ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "jobs" / "quickstart.yaml"
 
 
-def run_cli(*args: str, timeout_s: float = 600) -> subprocess.CompletedProcess:
-    """Run the synth CLI in a fresh interpreter, as a user would."""
+def run_cli(*args: str, timeout_s: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the synth CLI in a fresh interpreter, as a user would (``env``: variables to add)."""
     return subprocess.run(
         [sys.executable, "-m", "synth.cli", *args],
-        capture_output=True, text=True, timeout=timeout_s, cwd=ROOT,
+        capture_output=True, text=True, timeout=timeout_s, cwd=ROOT, env={**os.environ, **(env or {})},
     )
 
 
 @pytest.fixture
 def cli():
     return run_cli
+
+
+# Caches (synth.cache) go to a folder of this test session's, not the user's ~/.cache/synth; the CLI
+# subprocesses and Ray workers the tests start inherit it.
+if "SYNTH_CACHE_DIR" not in os.environ:
+    os.environ["SYNTH_CACHE_DIR"] = tempfile.mkdtemp(prefix="synth-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["SYNTH_CACHE_DIR"], ignore_errors=True)

@@ -7,14 +7,20 @@ it), FID in its penultimate features, and the class histogram of what it sees.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import logging
+from dataclasses import dataclass, fields
+from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from synth.cache import content_key, entry_path, write_atomic
 from synth.models.common import from_uint8
+
+log = logging.getLogger(__name__)
 
 
 class SmallCNN(nn.Module):
@@ -62,6 +68,54 @@ class TrainedClassifier:
     train_size: int
     held_out_size: int
     epochs: int
+    from_cache: bool = False  # loaded from synth.cache: an identical training ran before
+
+
+# Part of every cache key, with torch's version: bump it when SmallCNN or its training changes.
+CLASSIFIER_VERSION = 1
+
+
+def cached_train_classifier(
+    images: np.ndarray,
+    labels: np.ndarray,
+    num_classes: int,
+    epochs: int,
+    seed: int,
+    held_out: float = HELD_OUT,
+    train: Callable[[], TrainedClassifier] | None = None,
+) -> TrainedClassifier:
+    """train_classifier's result, from the cache (synth.cache) when the same images, labels and settings
+    trained one before; otherwise trained (by ``train()`` if given: train_classifier with a progress
+    bar, say) and cached.
+    """
+    key = content_key("train_classifier", CLASSIFIER_VERSION, torch.__version__, images, labels, num_classes,
+                      epochs, seed, held_out)  # fmt: skip
+    path = entry_path("classifiers", key, ".safetensors")
+    if path is not None and path.exists():
+        try:
+            return _load_classifier(path, images.shape[-1], num_classes)
+        except Exception as exc:  # a damaged entry costs a retraining, not the evaluation
+            log.warning("cache: %s unreadable (%s); training the classifier again", path, exc)
+    clf = train() if train is not None else train_classifier(images, labels, num_classes, epochs, seed, held_out)
+    if path is not None:
+        from safetensors.torch import save_file
+
+        info = {f.name: getattr(clf, f.name) for f in fields(clf) if f.name not in ("model", "from_cache")}
+        state = {k: v.contiguous() for k, v in clf.model.state_dict().items()}
+        write_atomic(path, lambda tmp: save_file(state, str(tmp), metadata={"info": json.dumps(info)}))
+    return clf
+
+
+def _load_classifier(path, channels: int, num_classes: int) -> TrainedClassifier:
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        info = json.loads(f.metadata()["info"])
+        state = {k: f.get_tensor(k) for k in f.keys()}
+    model = SmallCNN(channels, num_classes)
+    model.load_state_dict(state)
+    model.eval()
+    return TrainedClassifier(model, **info, from_cache=True)
 
 
 def random_shift(x: torch.Tensor, gen: torch.Generator, pixels: int = 2) -> torch.Tensor:

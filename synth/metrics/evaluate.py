@@ -13,6 +13,7 @@ Figures (each states its sample counts and feature network in the report):
 from __future__ import annotations
 
 import io
+import logging
 import time
 from pathlib import Path
 
@@ -24,13 +25,16 @@ from synth.dataset import UNLABELLED
 from synth.errors import SynthError
 from synth.generate.worker import shard_rel
 from synth.manifest import IMAGE_EXTS, read_manifest
-from synth.metrics.classifier import classifier_features, held_out_size, images_seen, predict, train_classifier
+from synth.metrics.classifier import (cached_train_classifier, classifier_features, held_out_size, images_seen, predict,
+                                     train_classifier)  # fmt: skip
 from synth.metrics.fid import INCEPTION_NAME, InceptionFeatures, features_to_fid
 from synth.metrics.manifold import features_to_prdc
 from synth.progress import Progress
 from synth.shards import read_shard
 from synth.spec import Job
 from synth.storage import Store
+
+log = logging.getLogger(__name__)
 
 DOMAIN_NAME = "SmallCNN trained on the real data (4 conv layers, 128-d penultimate features)"
 
@@ -77,10 +81,7 @@ def evaluate(job: Job, out: Path) -> dict:
         fake = resize_images(fake, data.images.shape[1], data.images.shape[3])
     real = real_subset(data, ecfg.num_samples, job.seed + 1)
 
-    n_train = len(data) - held_out_size(len(data))
-    with Progress("domain classifier", images_seen(n_train, ecfg.classifier_epochs), "img") as bar:
-        clf = train_classifier(data.images, data.labels, data.num_classes, ecfg.classifier_epochs, job.seed,
-                               progress=bar.update)  # fmt: skip
+    clf = domain_classifier(data, ecfg.classifier_epochs, job.seed)
     preds = predict(clf.model, fake)
     labelled = bool((fake_labels != UNLABELLED).all())
     per_class = {
@@ -107,6 +108,7 @@ def evaluate(job: Job, out: Path) -> dict:
             "train_size": clf.train_size,
             "held_out_size": clf.held_out_size,
             "epochs": clf.epochs,
+            "from_cache": clf.from_cache,
         },
         "fid_domain": features_to_fid(f_real, f_fake),
         # interleaved halves: both class-balanced (the subset is in dataset order)
@@ -122,6 +124,20 @@ def evaluate(job: Job, out: Path) -> dict:
     figures["grid_images"] = class_grid(fake, fake_labels if labelled else preds, data.num_classes, ecfg.grid_per_class)
     figures["seconds"] = time.perf_counter() - t0
     return figures
+
+
+def domain_classifier(data: ImageDataset, epochs: int, seed: int):
+    """The domain classifier of ``data``: from the cache when one was trained on the same data, else trained."""
+
+    def train():
+        n_train = len(data) - held_out_size(len(data))
+        with Progress("domain classifier", images_seen(n_train, epochs), "img") as bar:
+            return train_classifier(data.images, data.labels, data.num_classes, epochs, seed, progress=bar.update)
+
+    clf = cached_train_classifier(data.images, data.labels, data.num_classes, epochs, seed, train=train)
+    if clf.from_cache:
+        log.info("domain classifier: trained before on the same data, loaded from the cache")
+    return clf
 
 
 def reconstruction_figures(job: Job, out: Path, data: ImageDataset, n: int, per_class: int) -> dict:

@@ -50,6 +50,15 @@ def content_key(*parts) -> str:
     return h.hexdigest()
 
 
+def file_digest(path: Path) -> str:
+    """The first 16 hex digits of a file's SHA-256."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
 def entry_path(kind: str, key: str, suffix: str) -> Path | None:
     """Where the entry ``kind/key`` lives (it may not exist), or None with the cache off."""
     root = cache_dir()
@@ -72,3 +81,24 @@ def write_atomic(path: Path, write) -> bool:
         log.warning("cache: could not write %s (%s); continuing without caching it", path, exc)
         return False
     return True
+
+
+def read_array(path: Path | None) -> np.ndarray | None:
+    """The array cached at ``path``; None if there is none (or the cache is off, or the entry is damaged)."""
+    if path is None or not path.exists():
+        return None
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        log.warning("cache: %s unreadable (%s); computing it again", path, exc)
+        return None
+
+
+def write_array(path: Path | None, array: np.ndarray) -> None:
+    if path is not None:
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as fh:
+                np.save(fh, array, allow_pickle=False)
+
+        write_atomic(path, write)

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from synth import cache
 from synth.data import ImageDataset, load_dataset
 from synth.dataset import UNLABELLED
 from synth.errors import SynthError
@@ -27,7 +28,7 @@ from synth.generate.worker import shard_rel
 from synth.manifest import IMAGE_EXTS, read_manifest
 from synth.metrics.classifier import (cached_train_classifier, classifier_features, held_out_size, images_seen, predict,
                                      train_classifier)  # fmt: skip
-from synth.metrics.fid import INCEPTION_NAME, InceptionFeatures, features_to_fid
+from synth.metrics.fid import FEATURES_VERSION, INCEPTION_NAME, InceptionFeatures, features_to_fid
 from synth.metrics.manifold import features_to_prdc
 from synth.progress import Progress
 from synth.shards import read_shard
@@ -186,15 +187,25 @@ def manifold_figures(f_real: np.ndarray, f_fake: np.ndarray, k: int = 5) -> dict
 
 
 def inception_fid(real: np.ndarray, fake: np.ndarray) -> dict:
+    """Standard FID; the real images' features come from the cache (synth.cache) when computed before."""
+    import torch
+
     extractor = InceptionFeatures()
-    with Progress("inception features", len(real) + len(fake), "img") as bar:
-        f_real = extractor(real, progress=bar.update)
+    entry = cache.entry_path("features", cache.content_key("inception", FEATURES_VERSION, torch.__version__,
+                                                           extractor.weights_digest, real), ".npy")  # fmt: skip
+    f_real = cache.read_array(entry)
+    real_cached = f_real is not None
+    with Progress("inception features", len(fake) + (0 if real_cached else len(real)), "img") as bar:
+        if not real_cached:
+            f_real = extractor(real, progress=bar.update)
+            cache.write_array(entry, f_real)
         f_fake = extractor(fake, progress=bar.update)
     return {
         "fid_inception": features_to_fid(f_real, f_fake),
         "fid_inception_network": INCEPTION_NAME,
         "fid_inception_num_real": int(len(real)),
         "fid_inception_num_generated": int(len(fake)),
+        "fid_inception_real_from_cache": real_cached,
     }
 
 

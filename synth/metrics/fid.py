@@ -18,9 +18,13 @@ import numpy as np
 import torch
 from scipy import linalg
 
+from synth.cache import file_digest
 from synth.errors import SynthError
 
 INCEPTION_NAME = "InceptionV3 (TF 2015-12-05, pool3 2048-d), clean-fid resize to 299x299 (PIL bicubic)"
+# Part of the cache key of features, with the weights' digest and torch's version: bump it when the
+# resize or the preprocessing changes what InceptionFeatures computes.
+FEATURES_VERSION = 1
 _CLEANFID_CACHE = Path("/tmp/inception-2015-12-05.pt")
 
 
@@ -96,6 +100,7 @@ class InceptionFeatures:
 
     def __init__(self, weights: Path | None = None, batch_size: int = 50, device: str = "cpu"):
         path = weights or inception_weights_path()
+        self.weights_digest = file_digest(path)
         self.model = torch.jit.load(str(path), map_location=device).eval()
         self.layers = self.model.net.layers if hasattr(self.model, "net") else self.model.layers
         self.batch_size, self.device = batch_size, device

@@ -67,18 +67,20 @@ def test_report(tiny_run):
     assert grid.width > 0 and grid.height > 0
 
 
-def test_evaluate_again_loads_the_domain_classifier_from_the_cache(tiny_run, tmp_path):
+def test_evaluate_again_takes_the_classifier_and_real_features_from_the_cache(tiny_run, tmp_path):
     out, _ = tiny_run
     env = {"SYNTH_CACHE_DIR": str(tmp_path / "cache")}
-    args = ("evaluate", str(QUICKSTART), "--out", str(out), *TINY, "--set", "evaluate.inception=false")
+    args = ("evaluate", str(QUICKSTART), "--out", str(out), *TINY)
     reports = []
     for _ in range(2):
         proc = run_cli(*args, env=env)
         assert proc.returncode == 0, proc.stderr[-3000:]
         reports.append(json.loads((out / "report.json").read_text())["figures"])
     assert [r["classifier"]["from_cache"] for r in reports] == [False, True]
+    assert [r["fid_inception_real_from_cache"] for r in reports] == [False, True]
     assert len(list((tmp_path / "cache").rglob("*.safetensors"))) == 1
-    for key in ("label_fidelity", "fid_domain", "predicted_class_counts", "prdc_domain"):
+    assert len(list((tmp_path / "cache").rglob("*.npy"))) == 1
+    for key in ("label_fidelity", "fid_domain", "predicted_class_counts", "prdc_domain", "fid_inception"):
         assert reports[0][key] == reports[1][key], key
     assert reports[0]["classifier"]["held_out_accuracy"] == reports[1]["classifier"]["held_out_accuracy"]
 

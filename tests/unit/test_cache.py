@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from synth.cache import content_key
+from synth.cache import content_key, entry_path, read_array, write_array
 from synth.data import load_dataset
 from synth.metrics.classifier import cached_train_classifier, predict
 from synth.spec import DataSpec
@@ -69,3 +69,14 @@ def test_off_writes_nothing(digits, tmp_path, monkeypatch):
     assert not cached_train_classifier(x, y, k, epochs=1, seed=0).from_cache
     assert not cached_train_classifier(x, y, k, epochs=1, seed=0).from_cache
     assert not list(tmp_path.rglob("*"))
+
+
+def test_array_round_trip_and_damaged_entry(cache):
+    path = entry_path("features", content_key("test", np.arange(3)), ".npy")
+    assert read_array(path) is None
+    a = np.random.default_rng(0).normal(size=(7, 5))
+    write_array(path, a)
+    np.testing.assert_array_equal(read_array(path), a)
+    path.write_bytes(path.read_bytes()[:40])
+    assert read_array(path) is None
+    assert not list(cache.rglob("*.tmp"))

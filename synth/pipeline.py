@@ -48,7 +48,8 @@ def check_out_dir(out: Path, job: Job, must_exist: bool = False) -> None:
 
 def claim_out_dir(out: Path, job: Job) -> None:
     """Record this job as the owner of --out (after check_out_dir passed)."""
-    from synth.train.checkpoint import atomic_write_bytes, atomic_write_json
+    from synth.fsutil import atomic_write_bytes
+    from synth.train.checkpoint import atomic_write_json
 
     (out / ".synth").mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / JOB_FILE, {"identity": job.identity(), "job": job.model_dump(mode="json")})
@@ -314,11 +315,11 @@ def run_interpolate(job: Job, out: Path, seeds: list[int], steps: int, classes: 
     import torch
     from PIL import Image
 
+    from synth.fsutil import atomic_write_bytes
     from synth.generate.plan import _class_index
     from synth.generate.worker import GeneratorRef, load_generator
     from synth.models.common import to_uint8
     from synth.train import checkpoint as ckpt
-    from synth.train.checkpoint import atomic_write_bytes
 
     check_out_dir(out, job, must_exist=True)  # so job.model is the model the checkpoint holds
     if len(seeds) < 2 or steps < 2:

@@ -10,6 +10,11 @@ def on_terminal() -> bool:
     return sys.stderr.isatty()
 
 
+def note(message: str) -> None:
+    """One line of news on stderr, in the progress lines' form."""
+    print(f"[synth] {message}", file=sys.stderr, flush=True)
+
+
 class Progress:
     """Counts units of work towards a total.
 

@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from synth.fsutil import atomic_write_bytes
 from synth.spec import Job
-from synth.train.checkpoint import atomic_write_bytes, atomic_write_json
+from synth.train.checkpoint import atomic_write_json
 
 SUMMARIES = {"train": ".synth/train_summary.json", "generate": ".synth/generate_summary.json"}
 

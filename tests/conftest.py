@@ -25,8 +25,8 @@ def cli():
     return run_cli
 
 
-# Caches (synth.cache) go to a folder of this test session's, not the user's ~/.cache/synth; the CLI
-# subprocesses and Ray workers the tests start inherit it.
-if "SYNTH_CACHE_DIR" not in os.environ:
-    os.environ["SYNTH_CACHE_DIR"] = tempfile.mkdtemp(prefix="synth-test-cache-")
-    atexit.register(shutil.rmtree, os.environ["SYNTH_CACHE_DIR"], ignore_errors=True)
+# Caches (synth.cache) go to a folder of this test session's, never the user's (even one named by
+# SYNTH_CACHE_DIR): no test result comes from outside the session. CLI subprocesses and Ray workers
+# the tests start inherit it.
+os.environ["SYNTH_CACHE_DIR"] = tempfile.mkdtemp(prefix="synth-test-cache-")
+atexit.register(shutil.rmtree, os.environ["SYNTH_CACHE_DIR"], ignore_errors=True)

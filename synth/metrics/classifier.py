@@ -8,19 +8,16 @@ it), FID in its penultimate features, and the class histogram of what it sees.
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import dataclass, fields
-from typing import Callable
+from typing import Callable, ContextManager
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from synth.cache import content_key, entry_path, write_atomic
+from synth.cache import memoize, source_digest
 from synth.models.common import from_uint8
-
-log = logging.getLogger(__name__)
 
 
 class SmallCNN(nn.Module):
@@ -71,10 +68,6 @@ class TrainedClassifier:
     from_cache: bool = False  # loaded from synth.cache: an identical training ran before
 
 
-# Part of every cache key, with torch's version: bump it when SmallCNN or its training changes.
-CLASSIFIER_VERSION = 1
-
-
 def cached_train_classifier(
     images: np.ndarray,
     labels: np.ndarray,
@@ -82,40 +75,51 @@ def cached_train_classifier(
     epochs: int,
     seed: int,
     held_out: float = HELD_OUT,
-    train: Callable[[], TrainedClassifier] | None = None,
+    progress_bar: Callable[[int], ContextManager] | None = None,
 ) -> TrainedClassifier:
-    """train_classifier's result, from the cache (synth.cache) when the same images, labels and settings
-    trained one before; otherwise trained (by ``train()`` if given: train_classifier with a progress
-    bar, say) and cached.
-    """
-    key = content_key("train_classifier", CLASSIFIER_VERSION, torch.__version__, images, labels, num_classes,
-                      epochs, seed, held_out)  # fmt: skip
-    path = entry_path("classifiers", key, ".safetensors")
-    if path is not None and path.exists():
-        try:
-            return _load_classifier(path, images.shape[-1], num_classes)
-        except Exception as exc:  # a damaged entry costs a retraining, not the evaluation
-            log.warning("cache: %s unreadable (%s); training the classifier again", path, exc)
-    clf = train() if train is not None else train_classifier(images, labels, num_classes, epochs, seed, held_out)
-    if path is not None:
-        from safetensors.torch import save_file
+    """train_classifier's result, from the cache (synth.cache) when the same images, labels, settings
+    and code trained one before; else trained and cached.
 
-        info = {f.name: getattr(clf, f.name) for f in fields(clf) if f.name not in ("model", "from_cache")}
-        state = {k: v.contiguous() for k, v in clf.model.state_dict().items()}
-        write_atomic(path, lambda tmp: save_file(state, str(tmp), metadata={"info": json.dumps(info)}))
+    ``progress_bar(total)``: a context manager whose ``update(n)`` counts training images, entered
+    only when training happens (synth.progress.Progress fits).
+    """
+
+    def train() -> TrainedClassifier:
+        if progress_bar is None:
+            return train_classifier(images, labels, num_classes, epochs, seed, held_out)
+        with progress_bar(images_seen(len(images) - held_out_size(len(images), held_out), epochs)) as bar:
+            return train_classifier(images, labels, num_classes, epochs, seed, held_out, progress=bar.update)
+
+    code = source_digest(SmallCNN, train_classifier, fit_classifier, random_shift, from_uint8, held_out_size)
+    parts = ("train_classifier", code, torch.__version__, BATCH, images, labels, num_classes, epochs, seed, held_out)
+    clf, hit = memoize("classifiers", parts, train, _encode_classifier,
+                       lambda data: _decode_classifier(data, images.shape[-1], num_classes))  # fmt: skip
+    clf.from_cache = hit
     return clf
 
 
-def _load_classifier(path, channels: int, num_classes: int) -> TrainedClassifier:
-    from safetensors import safe_open
+def _encode_classifier(clf: TrainedClassifier) -> bytes:
+    from safetensors.torch import save
 
-    with safe_open(str(path), "pt") as f:
-        info = json.loads(f.metadata()["info"])
-        state = {k: f.get_tensor(k) for k in f.keys()}
+    info = {f.name: getattr(clf, f.name) for f in fields(clf) if f.name not in ("model", "from_cache")}
+    state = {k: v.detach().cpu().contiguous() for k, v in clf.model.state_dict().items()}
+    return save(state, metadata={"info": json.dumps(info)})
+
+
+def _decode_classifier(data: bytes, channels: int, num_classes: int) -> TrainedClassifier:
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    try:
+        state = load(data)
+        header_len = int.from_bytes(data[:8], "little")  # safetensors: 8-byte header length, then the JSON header
+        info = json.loads(json.loads(data[8 : 8 + header_len])["__metadata__"]["info"])
+    except SafetensorError as exc:
+        raise ValueError(str(exc)) from exc
     model = SmallCNN(channels, num_classes)
     model.load_state_dict(state)
     model.eval()
-    return TrainedClassifier(model, **info, from_cache=True)
+    return TrainedClassifier(model, **info)
 
 
 def random_shift(x: torch.Tensor, gen: torch.Generator, pixels: int = 2) -> torch.Tensor:

@@ -13,7 +13,6 @@ Figures (each states its sample counts and feature network in the report):
 from __future__ import annotations
 
 import io
-import logging
 import time
 from pathlib import Path
 
@@ -26,16 +25,13 @@ from synth.dataset import UNLABELLED
 from synth.errors import SynthError
 from synth.generate.worker import shard_rel
 from synth.manifest import IMAGE_EXTS, read_manifest
-from synth.metrics.classifier import (cached_train_classifier, classifier_features, held_out_size, images_seen, predict,
-                                     train_classifier)  # fmt: skip
-from synth.metrics.fid import FEATURES_VERSION, INCEPTION_NAME, InceptionFeatures, features_to_fid
+from synth.metrics.classifier import TrainedClassifier, cached_train_classifier, classifier_features, predict
+from synth.metrics.fid import INCEPTION_NAME, InceptionFeatures, clean_resize, features_to_fid
 from synth.metrics.manifold import features_to_prdc
-from synth.progress import Progress
+from synth.progress import Progress, note
 from synth.shards import read_shard
 from synth.spec import Job
 from synth.storage import Store
-
-log = logging.getLogger(__name__)
 
 DOMAIN_NAME = "SmallCNN trained on the real data (4 conv layers, 128-d penultimate features)"
 
@@ -127,17 +123,12 @@ def evaluate(job: Job, out: Path) -> dict:
     return figures
 
 
-def domain_classifier(data: ImageDataset, epochs: int, seed: int):
+def domain_classifier(data: ImageDataset, epochs: int, seed: int) -> TrainedClassifier:
     """The domain classifier of ``data``: from the cache when one was trained on the same data, else trained."""
-
-    def train():
-        n_train = len(data) - held_out_size(len(data))
-        with Progress("domain classifier", images_seen(n_train, epochs), "img") as bar:
-            return train_classifier(data.images, data.labels, data.num_classes, epochs, seed, progress=bar.update)
-
-    clf = cached_train_classifier(data.images, data.labels, data.num_classes, epochs, seed, train=train)
+    clf = cached_train_classifier(data.images, data.labels, data.num_classes, epochs, seed,
+                                  progress_bar=lambda total: Progress("domain classifier", total, "img"))  # fmt: skip
     if clf.from_cache:
-        log.info("domain classifier: trained before on the same data, loaded from the cache")
+        note("domain classifier: loaded from the cache (trained before on the same data and settings)")
     return clf
 
 
@@ -188,24 +179,32 @@ def manifold_figures(f_real: np.ndarray, f_fake: np.ndarray, k: int = 5) -> dict
 
 def inception_fid(real: np.ndarray, fake: np.ndarray) -> dict:
     """Standard FID; the real images' features come from the cache (synth.cache) when computed before."""
+    import importlib.metadata
+
+    import PIL
     import torch
 
     extractor = InceptionFeatures()
-    entry = cache.entry_path("features", cache.content_key("inception", FEATURES_VERSION, torch.__version__,
-                                                           extractor.weights_digest, real), ".npy")  # fmt: skip
-    f_real = cache.read_array(entry)
-    real_cached = f_real is not None
-    with Progress("inception features", len(fake) + (0 if real_cached else len(real)), "img") as bar:
-        if not real_cached:
-            f_real = extractor(real, progress=bar.update)
-            cache.write_array(entry, f_real)
+    with Progress("inception features", len(fake), "img") as bar:
         f_fake = extractor(fake, progress=bar.update)
+
+    def real_features() -> np.ndarray:
+        with Progress("inception features, real", len(real), "img") as bar:
+            return extractor(real, progress=bar.update)
+
+    code = cache.source_digest(InceptionFeatures, clean_resize)
+    versions = (torch.__version__, PIL.__version__, importlib.metadata.version("clean-fid"))
+    f_real, hit = cache.memoize("features", ("inception", code, *versions, extractor.weights_digest, real),
+                                real_features, lambda f: cache.encode_array(f.astype(np.float32)),
+                                lambda data: cache.decode_array(data).astype(np.float64))  # fmt: skip
+    if hit:
+        note(f"inception features of the {len(real):,} real images: loaded from the cache")
     return {
         "fid_inception": features_to_fid(f_real, f_fake),
         "fid_inception_network": INCEPTION_NAME,
         "fid_inception_num_real": int(len(real)),
         "fid_inception_num_generated": int(len(fake)),
-        "fid_inception_real_from_cache": real_cached,
+        "fid_inception_real_from_cache": hit,
     }
 
 

@@ -18,13 +18,10 @@ import numpy as np
 import torch
 from scipy import linalg
 
-from synth.cache import file_digest
 from synth.errors import SynthError
+from synth.fsutil import file_digest
 
 INCEPTION_NAME = "InceptionV3 (TF 2015-12-05, pool3 2048-d), clean-fid resize to 299x299 (PIL bicubic)"
-# Part of the cache key of features, with the weights' digest and torch's version: bump it when the
-# resize or the preprocessing changes what InceptionFeatures computes.
-FEATURES_VERSION = 1
 _CLEANFID_CACHE = Path("/tmp/inception-2015-12-05.pt")
 
 

@@ -88,8 +88,12 @@ class Generator(nn.Module):
         self.base = base
         c0 = cfg.width * 2 ** (n - 1)
         k_classes = cfg.label_classes
-        self.embed = nn.Embedding(k_classes, cfg.latent_dim)
-        self.fc = nn.Linear(2 * cfg.latent_dim, c0 * base * base, bias=False)
+        # Conditional: the class's embedding joins the latent. Unconditional: the latent alone; a
+        # learned constant beside it gives the generator a template to fall back on, and an
+        # unconditional DCGAN that had one collapsed onto a single image whatever its latent.
+        self.embed = nn.Embedding(k_classes, cfg.latent_dim) if cfg.conditional else None
+        in_features = 2 * cfg.latent_dim if cfg.conditional else cfg.latent_dim
+        self.fc = nn.Linear(in_features, c0 * base * base, bias=False)
         self.norm0 = ConditionalBatchNorm2d(c0, k_classes)
         self.blocks = nn.ModuleList(
             UpBlock(cfg.width * 2 ** (n - 1 - k), cfg.width * 2 ** (n - 2 - k), k_classes) for k in range(n - 1)
@@ -98,7 +102,7 @@ class Generator(nn.Module):
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         y = _labels(self.cfg, y, len(z), z.device)
-        h = self.fc(torch.cat([z, self.embed(y)], dim=1))
+        h = self.fc(z if self.embed is None else torch.cat([z, self.embed(y)], dim=1))
         h = h.view(len(z), -1, self.base, self.base)
         h = F.relu(self.norm0(h, y))
         for block in self.blocks:

@@ -20,18 +20,12 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from synth.cache import file_digest
 from synth.errors import SynthError
+from synth.fsutil import atomic_write_bytes, file_digest
 
 STATE_FILE = "state.json"
 GENERATOR_FILE = "generator.safetensors"
 GENERATOR_META = "generator.json"
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:

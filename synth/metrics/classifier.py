@@ -8,6 +8,7 @@ it), FID in its penultimate features, and the class histogram of what it sees.
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from dataclasses import dataclass, fields
 from typing import Callable, ContextManager
 
@@ -85,10 +86,10 @@ def cached_train_classifier(
     """
 
     def train() -> TrainedClassifier:
-        if progress_bar is None:
-            return train_classifier(images, labels, num_classes, epochs, seed, held_out)
-        with progress_bar(images_seen(len(images) - held_out_size(len(images), held_out), epochs)) as bar:
-            return train_classifier(images, labels, num_classes, epochs, seed, held_out, progress=bar.update)
+        total = images_seen(len(images) - held_out_size(len(images), held_out), epochs)
+        with progress_bar(total) if progress_bar is not None else nullcontext() as bar:
+            progress = None if bar is None else bar.update
+            return train_classifier(images, labels, num_classes, epochs, seed, held_out, progress=progress)
 
     code = source_digest(SmallCNN, train_classifier, fit_classifier, random_shift, from_uint8, held_out_size)
     parts = ("train_classifier", code, torch.__version__, BATCH, images, labels, num_classes, epochs, seed, held_out)

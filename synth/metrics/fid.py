@@ -9,6 +9,7 @@ file from elsewhere (e.g. clean-fid's ``inception-2015-12-05.pt``).
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import os
 import warnings
@@ -97,10 +98,15 @@ class InceptionFeatures:
 
     def __init__(self, weights: Path | None = None, batch_size: int = 50, device: str = "cpu"):
         path = weights or inception_weights_path()
-        self.weights_digest = file_digest(path)
+        self.weights_path = Path(path)
         self.model = torch.jit.load(str(path), map_location=device).eval()
         self.layers = self.model.net.layers if hasattr(self.model, "net") else self.model.layers
         self.batch_size, self.device = batch_size, device
+
+    @functools.cached_property
+    def weights_digest(self) -> str:
+        """The weights file's digest (for cache keys), hashed when first asked for, not at load."""
+        return file_digest(self.weights_path)
 
     @torch.inference_mode()
     def __call__(self, images: np.ndarray, progress=None) -> np.ndarray:

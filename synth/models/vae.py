@@ -243,7 +243,8 @@ class VaeFamily(Family):
             mu, _ = net.encode(xc, yc if net.cfg.conditional else None)
             return net.decode(mu, yc)
 
-        return run_fixed_batch(through, (x.to(_device(net)), y.to(_device(net))), SAMPLE_CHUNK)
+        dev = _device(net)
+        return run_fixed_batch(through, (x.to(dev), y.to(dev)), SAMPLE_CHUNK)
 
 
 def vae_config(spec, shape: ImageShape) -> VaeConfig:

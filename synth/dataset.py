@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import random
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -69,7 +70,9 @@ def open_dataset(
     if shuffle:
         stages.append(wds.shuffle(shuffle_buffer, initial=min(shuffle_buffer, 500), seed=seed + epoch))
     stages.append(wds.map(_decoder(transform)))
-    return wds.DataPipeline(*stages).with_length(num_samples)
+    with warnings.catch_warnings():  # with_length warns that it does not cap an epoch: we know
+        warnings.simplefilter("ignore", UserWarning)
+        return wds.DataPipeline(*stages).with_length(num_samples)
 
 
 def _opener(store: Store):

@@ -43,16 +43,25 @@ def write_report(out: Path, job: Job, figures: dict) -> None:
         recon_png = grid_to_png(recon)
         atomic_write_bytes(out / "report_reconstructions.png", recon_png)
         recon_b64 = base64.b64encode(recon_png).decode()
+    nn_b64 = [base64.b64encode(grid_to_png(nn_strip(strip), width=240)).decode()
+              for strip in figures.pop("memorisation_images", [])]  # fmt: skip
     stages = load_summaries(out)
     doc = {"job": job.model_dump(mode="json"), "figures": figures, **stages}
     atomic_write_json(out / "report.json", doc)
-    page = render_html(job, figures, stages, base64.b64encode(grid_png).decode(), read_log(out), recon_b64)
+    page = render_html(job, figures, stages, base64.b64encode(grid_png).decode(), read_log(out), recon_b64, nn_b64)
     atomic_write_bytes(out / "report.html", page.encode())
 
 
-def grid_to_png(grid: np.ndarray) -> bytes:
-    """A uint8 HWC grid as PNG bytes, scaled by whole pixels to about 560 px wide."""
-    scale = max(1, 560 // grid.shape[1])
+def nn_strip(images: np.ndarray) -> np.ndarray:
+    """A generated image, a grey bar, then its nearest training images: one uint8 HWC strip."""
+    h, c = images.shape[1], images.shape[3]
+    bar = np.full((h, max(2, h // 7), c), 128, np.uint8)
+    return np.concatenate([images[0], bar, *images[1:]], axis=1)
+
+
+def grid_to_png(grid: np.ndarray, width: int = 560) -> bytes:
+    """A uint8 HWC grid as PNG bytes, scaled by whole pixels to about ``width`` px wide."""
+    scale = max(1, width // grid.shape[1])
     pil = Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid)
     pil = pil.resize((pil.width * scale, pil.height * scale), Image.Resampling.NEAREST)
     buf = io.BytesIO()
@@ -99,6 +108,79 @@ def loss_svg(rows: list[dict], width: int = 640, height: int = 220) -> str:
     return f'<svg width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg">{axes}{"".join(lines)}</svg>'
 
 
+def class_bars_svg(names: list[str], seen: list[int], requested: list[int] | None, width: int = 640) -> str:
+    """An inline SVG bar chart per class: what the domain classifier sees (and what was requested)."""
+    height, pad, top = 200, 30, 20
+    peak = max([*seen, *(requested or []), 1])
+    slot = (width - 2 * pad) / max(len(names), 1)
+    bars = []
+    for i, name in enumerate(names):
+        x = pad + i * slot
+        h = (height - pad - top) * seen[i] / peak
+        bars.append(f'<rect x="{x + slot * 0.15:.1f}" y="{height - pad - h:.1f}" width="{slot * 0.7:.1f}" '
+                    f'height="{h:.1f}" fill="#1f77b4"><title>{html.escape(name)}: {seen[i]} seen</title></rect>')
+        if requested is not None:
+            y = height - pad - (height - pad - top) * requested[i] / peak
+            bars.append(f'<line x1="{x + slot * 0.1:.1f}" x2="{x + slot * 0.9:.1f}" y1="{y:.1f}" y2="{y:.1f}" '
+                        'stroke="#d62728" stroke-width="2"/>')
+        bars.append(f'<text x="{x + slot / 2:.1f}" y="{height - pad + 14}" font-size="11" text-anchor="middle">'
+                    f"{html.escape(name[:10])}</text>")
+        bars.append(f'<text x="{x + slot / 2:.1f}" y="{height - pad - h - 3:.1f}" font-size="10" '
+                    f'text-anchor="middle">{seen[i]}</text>')
+    legend = '<text x="{0}" y="12" font-size="11" fill="#1f77b4">bars: seen by the domain classifier</text>'.format(pad)
+    if requested is not None:
+        legend += f'<text x="{pad + 260}" y="12" font-size="11" fill="#d62728">lines: requested</text>'
+    axis = f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" stroke="#888"/>'
+    return f'<svg width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg">{legend}{axis}{"".join(bars)}</svg>'
+
+
+def _pct(v) -> str:
+    return "n/a" if v is None else f"{100 * v:.2f}%"
+
+
+def cas_section(f: dict) -> str:
+    cas = f.get("cas")
+    if cas is None:
+        reason = f.get("cas_skipped")
+        return f"<h2>Classification Accuracy Score</h2><p>Not computed: {html.escape(reason)}.</p>" if reason else ""
+    arms = [("generated images (CAS)", cas["synthetic"]), ("real images (baseline)", cas["real"])]
+    if cas.get("real_plus_synthetic"):
+        arms.append(("real + generated images", cas["real_plus_synthetic"]))
+    rows = "".join(f"<tr><td>{a}</td><td>{s['num_train']:,}</td><td><b>{_pct(s['accuracy'])}</b></td></tr>" for a, s in arms)
+    return (f"<h2>Classification Accuracy Score</h2><p>Does the synthetic data train a classifier? The same "
+            f"classifier ({html.escape(cas['network'])}) trained three ways, each tested on {html.escape(cas['test_set'])} "
+            f"that the generative model never saw. Gap to the real baseline: <b>{100 * cas['gap']:.2f} points</b>.</p>"
+            f"<table><tr><th>trained on</th><th>training images</th><th>test accuracy</th></tr>{rows}</table>"
+            f"<p class=small>Protocol: {html.escape(cas['protocol'])}.</p>")  # fmt: skip
+
+
+def memorisation_section(f: dict, nn_b64: list[str]) -> str:
+    m = f.get("memorisation")
+    if not m:
+        return ""
+    rows = "".join(
+        f'<tr><td><img class="grid" src="data:image/png;base64,{b64}" alt="generated {r["generated"]} and its nearest '
+        f'training images"></td><td>{r["generated"]}</td><td>{", ".join(f"{d:.2f}" for d in r["distances"])}</td></tr>'
+        for r, b64 in zip(m["rows"], nn_b64)
+    )
+    ratio = m.get("nn_distance_ratio")
+    return (f"<h2>Memorisation check</h2><p>Each generated image's nearest training images, among all "
+            f"{m['num_train']:,}, in the domain classifier's features. Median distance of a generated image to its "
+            f"nearest training image: <b>{m['nn_distance_median']:.3f}</b>; of a training image to its nearest other "
+            f"training image: {m['nn_distance_median_real']:.3f} (ratio <b>{_fmt(ratio)}</b>: well below 1 means "
+            f"copying). Generated images nearer to a training image than 99% of training images are to one another: "
+            f"<b>{_pct(m['share_nearer_than_real_p1'])}</b> (about 1% when nothing is copied).</p>"
+            f"<p>The {len(m['rows'])} closest pairs: in each row the generated image first, then its 3 nearest "
+            f"training images. Copies look identical.</p><table><tr><th>generated | nearest training images</th>"
+            f"<th>sample</th><th>distances</th></tr>{rows}</table>")  # fmt: skip
+
+
+def protocol_section(f: dict) -> str:
+    p = f.get("protocol") or {}
+    items = "".join(f"<li><b>{html.escape(k.replace('_', ' '))}</b>: {html.escape(v)}</li>" for k, v in p.items())
+    return f"<h2>Protocol</h2><ul>{items}</ul>" if items else ""
+
+
 def _fmt(v) -> str:
     if v is None:
         return "n/a"
@@ -107,7 +189,8 @@ def _fmt(v) -> str:
     return html.escape(str(v))
 
 
-def render_html(job: Job, f: dict, stages: dict, grid_b64: str, log_rows: list[dict], recon_b64: str | None = None) -> str:
+def render_html(job: Job, f: dict, stages: dict, grid_b64: str, log_rows: list[dict], recon_b64: str | None = None,
+                nn_b64: list[str] | None = None) -> str:  # fmt: skip
     clf = f["classifier"]
     n_gen, n_real = f["num_generated"], f["num_real"]
     labelled = f.get("label_fidelity") is not None
@@ -127,10 +210,36 @@ def render_html(job: Job, f: dict, stages: dict, grid_b64: str, log_rows: list[d
                           ("precision", "share of generated images inside the real images' k-NN manifold (realism)")):
             rows.append((f"{key.capitalize()}, domain features (k=5)", _fmt(m[key]), f"{n_gen} generated vs {n_real} real",
                          f"{what}; real vs real: {_fmt(ref.get(key))}"))  # fmt: skip
+    kid = f.get("kid_domain")
+    if kid:
+        rows.insert(3, ("KID, domain features", f"{kid['kid']:.4g} ± {kid['kid_std']:.2g}", f"{kid['subsets']} subset "
+                        f"pairs of {kid['subset_size']}", f["fid_domain_network"] + "; unbiased: compare across "
+                        "sample counts"))  # fmt: skip
+    isd = f.get("inception_score_domain")
+    if isd:
+        real_is = f["inception_score_domain_real"]
+        rows.append(("Inception Score, domain classifier", f"{isd['is']:.3f} ± {isd['is_std']:.2g}", f"{n_gen} generated, "
+                     f"{isd['splits']} splits", f"{f['inception_score_network']}; real images score {real_is['is']:.3f} "
+                     f"(at most {f['num_classes']}: confident and varied)"))  # fmt: skip
     if "fid_inception" in f:
         rows.insert(1, ("FID, InceptionV3", _fmt(f["fid_inception"]),
                         f"{f['fid_inception_num_generated']} generated vs {f['fid_inception_num_real']} real, PNG",
                         f["fid_inception_network"]))  # fmt: skip
+        if f.get("kid_inception"):
+            k = f["kid_inception"]
+            rows.insert(2, ("KID, InceptionV3", f"{k['kid']:.4g} ± {k['kid_std']:.2g}",
+                            f"{k['subsets']} subset pairs of {k['subset_size']}", f["fid_inception_network"]))  # fmt: skip
+    if f.get("memorisation"):
+        m = f["memorisation"]
+        rows.append(("Memorisation: nearest-neighbour distance ratio", _fmt(m["nn_distance_ratio"]),
+                     f"{m['num_generated']} generated vs {m['num_train']:,} training",
+                     "median distance to the nearest training image over the same among training images; "
+                     "well below 1 means copying (see the memorisation check)"))  # fmt: skip
+    if f.get("cas"):
+        c = f["cas"]
+        rows.append(("Classification Accuracy Score", _pct(c["synthetic"]["accuracy"]),
+                     f"{c['synthetic']['num_train']:,} generated; tested on {c['num_test']:,} real",
+                     f"{c['network']}; trained on as many real images: {_pct(c['real']['accuracy'])}"))  # fmt: skip
     if "reconstruction_mae" in f:
         rows.append(("Reconstruction error", f"{f['reconstruction_mae']:.2f}", f"{f['reconstruction_num_images']} real "
                      "(training) images", "mean absolute pixel error in grey levels (0-255), encoder's posterior "
@@ -144,11 +253,13 @@ def render_html(job: Job, f: dict, stages: dict, grid_b64: str, log_rows: list[d
     names = f["class_names"]
     requested = f["requested_class_counts"] or ["-"] * len(names)
     fidelity = f["label_fidelity_per_class"] or {}
+    class_fid = f.get("fid_domain_per_class") or [None] * len(names)
     per_class = "".join(
         f"<tr><td>{html.escape(n)}</td><td>{requested[i]}</td><td>{f['predicted_class_counts'][i]}</td>"
-        f"<td>{_fmt(100 * fidelity[n]) + '%' if fidelity.get(n) is not None else 'n/a'}</td></tr>"
+        f"<td>{_fmt(100 * fidelity[n]) + '%' if fidelity.get(n) is not None else 'n/a'}</td><td>{_fmt(class_fid[i])}</td></tr>"
         for i, n in enumerate(names)
     )
+    bars = class_bars_svg(names, f["predicted_class_counts"], f["requested_class_counts"])
     if labelled:
         grid_title = "Samples, one row per class"
         class_note = ("Requested: the classes the images were generated for; seen: what the domain classifier "
@@ -170,7 +281,8 @@ def render_html(job: Job, f: dict, stages: dict, grid_b64: str, log_rows: list[d
 <html><head><meta charset="utf-8"><title>synth report: {html.escape(job.output.name)}</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:960px;margin:2em auto;padding:0 1em;color:#222}}
 table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}
-th{{background:#f4f4f4}}img.grid{{image-rendering:pixelated;border:1px solid #ccc}}pre{{background:#f7f7f7;padding:1em}}</style>
+th{{background:#f4f4f4}}img.grid{{image-rendering:pixelated;border:1px solid #ccc}}pre{{background:#f7f7f7;padding:1em}}
+.small{{font-size:0.9em;color:#555}}</style>
 </head><body>
 <h1>synth report: {html.escape(job.output.name)}</h1>
 <p>Model <b>{html.escape(job.model.name)}</b> trained on <b>{html.escape(f['dataset'])}</b>
@@ -187,9 +299,15 @@ generated images that the domain classifier assigns to the class they were gener
 {recon_section}
 <h2>Per class</h2>
 <p>{class_note}</p>
-<table><tr><th>class</th><th>requested</th><th>seen</th><th>label fidelity</th></tr>{per_class}</table>
+{bars}
+<table><tr><th>class</th><th>requested</th><th>seen</th><th>label fidelity</th><th>FID, domain features</th></tr>{per_class}</table>
+<p class=small>Per-class FID compares each class's generated images with the real images of that class (about
+{n_real // max(f['num_classes'], 1)} of each): a class drawn badly stands out here.</p>
+{cas_section(f)}
+{memorisation_section(f, nn_b64 or [])}
 <h2>Training losses</h2>
 {loss_svg(log_rows)}
+{protocol_section(f)}
 <h2>Job</h2>
 <pre>{html.escape(job.to_yaml())}</pre>
 </body></html>

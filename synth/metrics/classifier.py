@@ -159,8 +159,10 @@ def fit_classifier(
     seed: int,
     gen: torch.Generator | None = None,
     progress=None,
-) -> SmallCNN:
-    """SmallCNN trained on all of the uint8 NHWC images: AdamW, one-cycle schedule, random shifts.
+    network: Callable[[int, int], nn.Module] = SmallCNN,
+) -> nn.Module:
+    """``network(channels, num_classes)`` (default SmallCNN) trained on all of the uint8 NHWC images:
+    AdamW, one-cycle schedule, random shifts.
 
     ``progress(n)`` is called with the number of images of each step.
     """
@@ -168,7 +170,7 @@ def fit_classifier(
     x, y = from_uint8(images), torch.from_numpy(labels).long()
     with torch.random.fork_rng(devices=[]):  # seeded init, global RNG untouched
         torch.manual_seed(seed)
-        model = SmallCNN(images.shape[-1], num_classes)
+        model = network(images.shape[-1], num_classes)
     steps_per_epoch = max(1, len(x) // BATCH)
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=epochs * steps_per_epoch)
@@ -189,7 +191,7 @@ def fit_classifier(
 
 
 @torch.no_grad()
-def predict(model: SmallCNN, images: np.ndarray, batch_size: int = 500) -> np.ndarray:
+def predict(model: nn.Module, images: np.ndarray, batch_size: int = 500) -> np.ndarray:
     """Predicted class of each uint8 NHWC image."""
     out = [model(from_uint8(images[i : i + batch_size])).argmax(1) for i in range(0, len(images), batch_size)]
     return torch.cat(out).numpy()
@@ -198,5 +200,15 @@ def predict(model: SmallCNN, images: np.ndarray, batch_size: int = 500) -> np.nd
 @torch.no_grad()
 def classifier_features(model: SmallCNN, images: np.ndarray, batch_size: int = 500) -> np.ndarray:
     """Penultimate features (N, 128) float64 of uint8 NHWC images."""
-    out = [model.features(from_uint8(images[i : i + batch_size])) for i in range(0, len(images), batch_size)]
-    return torch.cat(out).double().numpy()
+    return classifier_outputs(model, images, batch_size)[0]
+
+
+@torch.no_grad()
+def classifier_outputs(model: SmallCNN, images: np.ndarray, batch_size: int = 500) -> tuple[np.ndarray, np.ndarray]:
+    """(penultimate features (N, 128), logits (N, K)), float64, of uint8 NHWC images in one pass."""
+    feats, logits = [], []
+    for i in range(0, len(images), batch_size):
+        f = model.features(from_uint8(images[i : i + batch_size]))
+        feats.append(f)
+        logits.append(model.head(f))
+    return torch.cat(feats).double().numpy(), torch.cat(logits).double().numpy()

@@ -1,13 +1,22 @@
 """Evaluation: read generated shards and real data, compute the report's figures.
 
-Figures (each states its sample counts and feature network in the report):
-  fid_inception   standard FID, InceptionV3 pool3, clean-fid resize
-  fid_domain      FID in the domain classifier's 128-d features
-  fid_domain_real_vs_real  the same between two halves of the real data (a floor to compare with)
-  label_fidelity  domain classifier accuracy on generated images vs the class they were made for
+Figures (each states its sample counts and feature network in the report, and ``protocol`` says
+how the samples were drawn):
+  fid_inception, kid_inception   standard FID and KID, InceptionV3 pool3, clean-fid resize
+  fid_domain, kid_domain         FID and KID in the domain classifier's 128-d features
+  fid_domain_real_vs_real        the same FID between two halves of the real data (a floor)
+  fid_domain_per_class           per-class FID (conditional output)
+  inception_score_domain         Inception Score with the domain classifier's class head (and of
+                                 the real images: the ceiling)
+  label_fidelity                 domain classifier accuracy on generated images vs the class asked
   per-class label fidelity and the histogram of predicted classes (collapse shows here)
-  prdc_domain     precision, recall, density, coverage (k = 5) in the domain features, and the same
-                  between two halves of the real data (collapse shows in coverage and recall)
+  prdc_domain                    precision, recall, density, coverage (k = 5) in the domain
+                                 features, and between two halves of the real data
+  memorisation                   generated images' nearest training images in the domain features,
+                                 against how near training images come to one another
+  cas                            Classification Accuracy Score: a ResNet-8 trained on generated
+                                 images, on as many real ones, and on both; tested on the real
+                                 test split
 """
 
 from __future__ import annotations
@@ -25,9 +34,13 @@ from synth.dataset import UNLABELLED
 from synth.errors import SynthError
 from synth.generate.worker import shard_rel
 from synth.manifest import IMAGE_EXTS, read_manifest
-from synth.metrics.classifier import TrainedClassifier, cached_train_classifier, classifier_features, predict
-from synth.metrics.fid import INCEPTION_NAME, InceptionFeatures, clean_resize, features_to_fid
+from synth.metrics.cas import cas_images_seen, classification_accuracy_score
+from synth.metrics.classifier import TrainedClassifier, cached_train_classifier, classifier_features, classifier_outputs
+from synth.metrics.fid import (INCEPTION_NAME, InceptionFeatures, clean_resize, features_to_fid, inception_weights_path,
+                               per_class_fid)  # fmt: skip
+from synth.metrics.kernel import inception_score, kernel_inception_distance
 from synth.metrics.manifold import features_to_prdc
+from synth.metrics.memorisation import memorisation
 from synth.progress import Progress, note
 from synth.shards import read_shard
 from synth.spec import Job
@@ -61,32 +74,35 @@ def read_generated(store: Store, limit: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def real_subset(data: ImageDataset, n: int, seed: int) -> np.ndarray:
-    order = np.random.default_rng(seed).permutation(len(data))[: min(n, len(data))]
-    return data.images[np.sort(order)]
+    """Indices (sorted) of a seeded sample of ``n`` real images."""
+    return np.sort(np.random.default_rng(seed).permutation(len(data))[: min(n, len(data))])
 
 
 def evaluate(job: Job, out: Path) -> dict:
-    """Compute every figure of the report; returns a JSON-able dict."""
+    """Compute every figure of the report; returns a JSON-able dict (plus image arrays for the page)."""
     t0 = time.perf_counter()
     ecfg = job.evaluate
     data = load_dataset(job.data, job.seed)
-    from synth.data import resize_images
     from synth.pipeline import dataset_store
 
     fake, fake_labels = read_generated(dataset_store(job, out), ecfg.num_samples)
-    if fake.shape[1:] != data.images.shape[1:]:  # output resized (generate.resolution): judge at the data's size
-        fake = resize_images(fake, data.images.shape[1], data.images.shape[3])
-    real = real_subset(data, ecfg.num_samples, job.seed + 1)
+    fake = at_data_size(fake, data)
+    real_idx = real_subset(data, ecfg.num_samples, job.seed + 1)
+    real, real_labels = data.images[real_idx], data.labels[real_idx]
 
     clf = domain_classifier(data, ecfg.classifier_epochs, job.seed)
-    preds = predict(clf.model, fake)
+    f_real, logits_real = classifier_outputs(clf.model, real)
+    f_fake, logits_fake = classifier_outputs(clf.model, fake)
+    preds = logits_fake.argmax(axis=1)
     labelled = bool((fake_labels != UNLABELLED).all())
     per_class = {
         data.class_names[c]: float((preds[fake_labels == c] == c).mean()) if (fake_labels == c).any() else None
         for c in range(data.num_classes)
     }
     hist = np.bincount(preds, minlength=data.num_classes)
-    f_real, f_fake = classifier_features(clf.model, real), classifier_features(clf.model, fake)
+    # subsets of at most half the images, so that they differ and their spread means something
+    kid_size = max(2, min(ecfg.kid_subset_size, min(len(real), len(fake)) // 2))
+    kid_args = {"subsets": ecfg.kid_subsets, "subset_size": kid_size, "seed": job.seed}
     figures: dict = {
         "num_generated": int(len(fake)),
         "num_real": int(len(real)),
@@ -111,16 +127,121 @@ def evaluate(job: Job, out: Path) -> dict:
         # interleaved halves: both class-balanced (the subset is in dataset order)
         "fid_domain_real_vs_real": features_to_fid(f_real[0::2], f_real[1::2]) if len(real) >= 4 else None,
         "fid_domain_network": DOMAIN_NAME,
+        # per class: the generated images of class c against the real ones of class c
+        "fid_domain_per_class": per_class_fid(f_real, real_labels, f_fake, fake_labels, data.num_classes)
+        if labelled else None,
+        "kid_domain": kernel_inception_distance(f_real, f_fake, **kid_args) if min(len(real), len(fake)) >= 2 else None,
+        **inception_scores(logits_fake, logits_real, ecfg.is_splits),
         # coverage falls when a model collapses onto few modes; the real-vs-real halves give its ceiling
         **manifold_figures(f_real, f_fake),
     }
+    figures.update(memorisation_figures(clf, data, fake, f_fake, ecfg.memorisation_rows, job.seed))
     if ecfg.inception:
-        figures.update(inception_fid(real, fake))
+        figures.update(inception_figures(real, fake, ecfg.inception_weights, kid_args))
     figures.update(reconstruction_figures(job, out, data, ecfg.num_samples, ecfg.grid_per_class))
+    if ecfg.cas:
+        figures.update(cas_figures(job, out, data))
     # unlabelled: rows by the class the classifier sees, so a collapsed model shows as empty rows
     figures["grid_images"] = class_grid(fake, fake_labels if labelled else preds, data.num_classes, ecfg.grid_per_class)
+    figures["protocol"] = protocol(job, data, len(real), len(fake))
     figures["seconds"] = time.perf_counter() - t0
     return figures
+
+
+def at_data_size(images: np.ndarray, data: ImageDataset) -> np.ndarray:
+    """Generated images at the real data's size and channels (generate.resolution may differ): judged there."""
+    if images.shape[1:] == data.images.shape[1:]:
+        return images
+    from synth.data import resize_images
+
+    return resize_images(images, data.images.shape[1], data.images.shape[3])
+
+
+def protocol(job: Job, data: ImageDataset, num_real: int, num_fake: int) -> dict:
+    """How the figures' samples were drawn and processed: enough to reproduce or compare them."""
+    e = job.evaluate
+    return {
+        "generated": f"the first {num_fake:,} samples in manifest order, decoded from the shards "
+                     f"({job.generate.format}{', lossless' if job.generate.lossless else ''})",
+        "real": f"{num_real:,} of the {len(data):,} real training images of {data.name}, drawn with seed {job.seed + 1}",
+        "resolution": f"{data.images.shape[1]}x{data.images.shape[2]}, {data.images.shape[3]} channel(s): generated "
+                      "images of another size are resized to it first",
+        "inception_resize": "clean-fid: PIL bicubic per channel on the uint8 image to 299x299, gray repeated to RGB",
+        "domain_classifier": f"{DOMAIN_NAME}, {e.classifier_epochs} epochs on 90% of the real images, seed {job.seed}",
+        "kid": f"cubic polynomial kernel, unbiased MMD^2 over {e.kid_subsets} random subset pairs of "
+               f"min({e.kid_subset_size:,}, half the images) images, seed {job.seed}",
+        "inception_score": f"{e.is_splits} splits of the images in a seeded random order",
+        "prdc": "k = 5 nearest neighbours, on at most 5,000 of each",
+        "memorisation": "Euclidean nearest neighbours among all training images in the domain classifier's features",
+    }  # fmt: skip
+
+
+def inception_scores(logits_fake: np.ndarray, logits_real: np.ndarray, splits: int) -> dict:
+    """Inception Score of the generated and of the real images, with the domain classifier's class head
+    (ImageNet's Inception head says little about digits or clothes)."""
+    if min(len(logits_fake), len(logits_real)) < splits:
+        return {"inception_score_domain": None, "inception_score_domain_real": None}
+    return {
+        "inception_score_domain": inception_score(logits_fake, splits),
+        "inception_score_domain_real": inception_score(logits_real, splits),
+        "inception_score_network": DOMAIN_NAME + ", its class head",
+    }
+
+
+def memorisation_figures(clf: TrainedClassifier, data: ImageDataset, fake: np.ndarray, f_fake: np.ndarray,
+                         rows: int, seed: int) -> dict:  # fmt: skip
+    """The memorisation figures over every training image, and ``rows`` closest generated/training pairs."""
+    f_train = classifier_features(clf.model, data.images)
+    found = memorisation(f_fake, f_train, k=3, seed=seed)
+    dist, idx = found.pop("distances"), found.pop("indices")
+    closest = np.argsort(dist[:, 0], kind="stable")[:rows]
+    found["rows"] = [{"generated": int(i), "train": idx[i].tolist(), "distances": dist[i].tolist()} for i in closest]
+    images = [np.stack([fake[i], *data.images[idx[i]]]) for i in closest]
+    return {"memorisation": found, "memorisation_images": images}
+
+
+def cas_figures(job: Job, out: Path, data: ImageDataset) -> dict:
+    """Classification Accuracy Score, or why there is none: the generated images are read back through
+    synth.open_dataset, as a user's training job would read them."""
+    from synth.data import load_test_dataset
+    from synth.pipeline import dataset_store
+
+    test = load_test_dataset(job.data)
+    if test is None:
+        return {"cas": None, "cas_skipped": f"data.source {job.data.source!r} has no real test split to score on"}
+    e = job.evaluate
+    fake, fake_labels = load_through_loader(dataset_store(job, out).url, e.cas_samples, job.seed)
+    if (fake_labels == UNLABELLED).any():
+        return {"cas": None, "cas_skipped": "the generated images have no classes (an unconditional model)"}
+    n = min(len(fake), len(data))
+    keep = real_subset(data, n, job.seed + 3)
+    fake, fake_labels = at_data_size(fake[:n], data), fake_labels[:n]
+    total = cas_images_seen(n, n, e.cas_epochs)
+    with Progress("CAS classifiers", total, "img") as bar:
+        result = classification_accuracy_score((fake, fake_labels), (data.images[keep], data.labels[keep]),
+                                               (test.images, test.labels), data.num_classes, e.cas_epochs, job.seed,
+                                               progress=bar.update)  # fmt: skip
+    return {"cas": {**result.to_dict(), "test_set": f"{test.name}: {len(test):,} real test images",
+                    "protocol": f"{n:,} generated images read through synth.open_dataset (shards shuffled, seed "
+                                f"{job.seed}); {n:,} real training images drawn with seed {job.seed + 3}; "
+                                f"{e.cas_epochs} epochs, batch 128, seed {job.seed} for every classifier"}}  # fmt: skip
+
+
+def load_through_loader(url: str, limit: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Up to ``limit`` samples of a synth dataset, decoded by synth.open_dataset: (uint8 NHWC, int64 labels)."""
+    from synth.dataset import open_dataset
+
+    def to_array(pil) -> np.ndarray:
+        arr = np.asarray(pil)
+        return arr[..., None] if arr.ndim == 2 else arr
+
+    images, labels = [], []
+    for image, label in open_dataset(url, shuffle=True, seed=seed, transform=to_array):
+        images.append(image)
+        labels.append(label)
+        if len(images) >= limit:
+            break
+    return np.stack(images), np.asarray(labels, dtype=np.int64)
 
 
 def domain_classifier(data: ImageDataset, epochs: int, seed: int) -> TrainedClassifier:
@@ -177,14 +298,14 @@ def manifold_figures(f_real: np.ndarray, f_fake: np.ndarray, k: int = 5) -> dict
     }
 
 
-def inception_fid(real: np.ndarray, fake: np.ndarray) -> dict:
-    """Standard FID; the real images' features come from the cache (synth.cache) when computed before."""
+def inception_figures(real: np.ndarray, fake: np.ndarray, weights: str | None, kid_args: dict) -> dict:
+    """Standard FID and KID; the real images' features come from the cache (synth.cache) when computed before."""
     import importlib.metadata
 
     import PIL
     import torch
 
-    extractor = InceptionFeatures()
+    extractor = InceptionFeatures(inception_weights_path(weights))
     with Progress("inception features", len(fake), "img") as bar:
         f_fake = extractor(fake, progress=bar.update)
 
@@ -201,7 +322,9 @@ def inception_fid(real: np.ndarray, fake: np.ndarray) -> dict:
         note(f"inception features of the {len(real):,} real images: loaded from the cache")
     return {
         "fid_inception": features_to_fid(f_real, f_fake),
+        "kid_inception": kernel_inception_distance(f_real, f_fake, **kid_args) if min(len(real), len(fake)) >= 2 else None,
         "fid_inception_network": INCEPTION_NAME,
+        "fid_inception_weights": str(extractor.weights_path),
         "fid_inception_num_real": int(len(real)),
         "fid_inception_num_generated": int(len(fake)),
         "fid_inception_real_from_cache": hit,

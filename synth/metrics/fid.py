@@ -54,8 +54,13 @@ def features_to_fid(real: np.ndarray, fake: np.ndarray) -> float:
     return frechet_distance(*features_to_statistics(real), *features_to_statistics(fake))
 
 
-def inception_weights_path() -> Path:
-    """Find the TorchScript InceptionV3 weights, or fail with what to install."""
+def inception_weights_path(explicit: str | None = None) -> Path:
+    """Find the TorchScript InceptionV3 weights (``explicit``: evaluate.inception_weights), or fail
+    with what to install."""
+    if explicit:
+        if not Path(explicit).is_file():
+            raise SynthError(f"evaluate.inception_weights: {explicit} is not a file")
+        return Path(explicit)
     env = os.environ.get("SYNTH_INCEPTION_WEIGHTS")
     if env:
         if not Path(env).is_file():
@@ -99,7 +104,11 @@ class InceptionFeatures:
     def __init__(self, weights: Path | None = None, batch_size: int = 50, device: str = "cpu"):
         path = weights or inception_weights_path()
         self.weights_path = Path(path)
-        self.model = torch.jit.load(str(path), map_location=device).eval()
+        try:
+            self.model = torch.jit.load(str(path), map_location=device).eval()
+        except (RuntimeError, ValueError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise SynthError(f"{path}: not a TorchScript InceptionV3 file ({first})") from None
         self.layers = self.model.net.layers if hasattr(self.model, "net") else self.model.layers
         self.batch_size, self.device = batch_size, device
 
@@ -118,3 +127,16 @@ class InceptionFeatures:
             if progress is not None:
                 progress(len(batch))
         return np.concatenate(out)
+
+
+def per_class_fid(
+    real: np.ndarray, real_labels: np.ndarray, fake: np.ndarray, fake_labels: np.ndarray, num_classes: int, min_count: int = 10
+) -> list[float | None]:
+    """FID between the real and the generated features of each class (None where either side has
+    fewer than ``min_count``): a class the model draws badly shows here, where the overall figure
+    averages it away."""
+    out: list[float | None] = []
+    for c in range(num_classes):
+        r, f = real[real_labels == c], fake[fake_labels == c]
+        out.append(features_to_fid(r, f) if min(len(r), len(f)) >= min_count else None)
+    return out

@@ -68,6 +68,31 @@ def test_report(tiny_run):
     assert grid.width > 0 and grid.height > 0
 
 
+def test_report_has_kid_is_cas_memorisation_and_protocol(tiny_run):
+    out, _ = tiny_run
+    f = json.loads((out / "report.json").read_text())["figures"]
+    for kid in (f["kid_domain"], f["kid_inception"]):
+        assert kid["subset_size"] == 20 and kid["subsets"] == 100 and kid["kid_std"] > 0  # subsets differ
+    assert 1.0 <= f["inception_score_domain"]["is"] <= 10.0 and f["inception_score_domain_real"]["is"] > 1.0
+    assert len(f["fid_domain_per_class"]) == 10
+    m = f["memorisation"]
+    assert m["num_train"] == 1000 and m["num_generated"] == 40 and len(m["rows"]) == 8
+    firsts = [r["distances"][0] for r in m["rows"]]
+    assert firsts == sorted(firsts) and all(len(r["train"]) == 3 for r in m["rows"])
+    assert firsts[0] == pytest.approx(min(firsts)) and m["nn_distance_median"] >= firsts[-1]
+    cas = f["cas"]  # the MNIST subset's real test split: MNIST's 10,000 test digits
+    assert cas["num_test"] == 10_000 and cas["test_set"].startswith("mnist_test")
+    assert [cas[a]["num_train"] for a in ("synthetic", "real", "real_plus_synthetic")] == [230, 230, 460]
+    assert all(0.0 <= cas[a]["accuracy"] <= 1.0 for a in ("synthetic", "real", "real_plus_synthetic"))
+    assert cas["gap"] == pytest.approx(cas["real"]["accuracy"] - cas["synthetic"]["accuracy"])
+    assert set(f["protocol"]) >= {"generated", "real", "inception_resize", "kid", "memorisation"}
+    page = (out / "report.html").read_text()
+    for section in ("Classification Accuracy Score", "Memorisation check", "Protocol", "KID, InceptionV3",
+                    "Inception Score, domain classifier", "FID, domain features</th>"):
+        assert section in page, section
+    assert page.count("<svg") == 2  # the per-class bar chart and the loss curves
+
+
 def test_evaluate_again_takes_the_classifier_and_real_features_from_the_cache(tiny_run, tmp_path):
     out = tmp_path / "run"
     shutil.copytree(tiny_run[0], out)  # the module's run stays as the other tests expect it

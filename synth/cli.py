@@ -144,20 +144,88 @@ def generate(job: JobArg, out: OutOpt, set_: SetOpt = None, dry_run: DryOpt = Fa
 
 @app.command()
 @guarded
-def evaluate(job: JobArg, out: OutOpt, set_: SetOpt = None, dry_run: DryOpt = False) -> None:
-    """Judge the generated shards against the real data; write report.json and report.html.
+def evaluate(
+    out: OutOpt,
+    job: Annotated[Optional[Path], typer.Argument(help="job spec (YAML) whose output to judge", show_default=False)] = None,
+    generated: Annotated[Optional[Path], typer.Option(
+        "--generated", help="judge these images instead: a synth dataset folder, WebDataset shards (a .tar or a "
+        "folder of them) or a folder of images (class sub-folders named as the real classes, or none)",
+        show_default=False)] = None,
+    real: Annotated[Optional[str], typer.Option(
+        "--real", help="the real data to judge against: a source (digits, mnist_subset, mnist, fashion_mnist) or a "
+        "folder with one sub-folder of images per class; sets data.source/data.path", show_default=False)] = None,
+    set_: SetOpt = None,
+    dry_run: DryOpt = False,
+) -> None:
+    """Judge generated images against real data; write report.json and report.html under --out.
 
     Examples:
 
       synth evaluate jobs/quickstart.yaml --out runs/quickstart
 
       synth evaluate jobs/quickstart.yaml --out runs/quickstart --set evaluate.inception=false
+
+      synth evaluate --generated my_samples/ --real fashion_mnist --out reports/mine
+
+      synth evaluate --generated shards/ --real data/train_folder --out reports/x --set data.resolution=32
     """
-    spec = load(job, set_, dry_run)
+    from synth.spec import DataSpec, apply_overrides, job_from_dict
+
+    if job is None and generated is None:
+        fail("give a JOB to judge its output, or --generated PATH (and --real) to judge other images")
+    sets = list(set_ or [])
+    if real is not None:
+        sources = DataSpec.model_fields["source"].annotation.__args__
+        if real in sources and real != "folder":
+            sets.insert(0, f"data.source={real}")
+        elif Path(real).is_dir():
+            sets[:0] = ["data.source=folder", f"data.path={Path(real).resolve()}"]
+        else:
+            fail(f"--real {real}: neither a data source ({', '.join(s for s in sources if s != 'folder')}) nor a folder")
+    if job is not None:
+        spec = load(job, sets, dry_run)
+    else:
+        raw = apply_overrides({"output": {"name": "evaluation"}}, sets)
+        if not any(s.startswith(("data.resolution=", "data.channels=")) for s in sets):
+            raw = apply_overrides(raw, _shape_of_first_image(generated))
+        spec = job_from_dict(raw, source="--set")
+        if dry_run:
+            typer.echo(spec.to_yaml().rstrip())
+            raise typer.Exit(0)
     from synth import pipeline
 
-    figures = pipeline.run_evaluate(spec, out)
+    figures = pipeline.run_evaluate(spec, out, generated)
     _say_evaluated(figures, out)
+
+
+def _shape_of_first_image(path: Path) -> list[str]:
+    """data.resolution/channels overrides from the first image at ``path`` (judge images at their own size)."""
+    import io
+
+    from PIL import Image
+
+    from synth.data.sources import IMAGE_SUFFIXES
+    from synth.errors import SynthError
+    from synth.manifest import IMAGE_EXTS
+    from synth.shards import read_shard
+
+    path = Path(path)
+    if not path.exists():
+        raise SynthError(f"--generated {path}: no such file or folder")
+    tar = path if path.suffix == ".tar" else next(iter(sorted(path.rglob("*.tar"))), None) if path.is_dir() else None
+    try:
+        if tar is not None:
+            _, fields = next(read_shard(tar))
+            pil = Image.open(io.BytesIO(fields[next(e for e in IMAGE_EXTS if e in fields)]))
+        else:
+            first = next(iter(sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)), None)
+            if first is None:
+                raise SynthError(f"--generated {path}: holds no images or shards")
+            pil = Image.open(first)
+    except (StopIteration, OSError, ValueError) as exc:
+        raise SynthError(f"--generated {path}: cannot read a first image ({exc or 'empty'})") from None
+    channels = 1 if pil.mode in ("L", "1", "I", "I;16", "F") else 3
+    return [f"data.resolution={max(pil.size)}", f"data.channels={channels}"]
 
 
 @app.command()

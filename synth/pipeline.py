@@ -289,15 +289,29 @@ def remove_stale_shards(store, plan) -> None:
                 store.remove(f"{folder}/{name}")
 
 
-def run_evaluate(job: Job, out: Path) -> dict:
-    """Judge the shards against the real data; write report.json and report.html."""
+def run_evaluate(job: Job, out: Path, generated: Path | None = None) -> dict:
+    """Judge the job's shards (or the images at ``generated``) against the real data; write
+    report.json and report.html under ``out``."""
     from synth.metrics.evaluate import evaluate
     from synth.report import write_report
 
-    check_out_dir(out, job, must_exist=True)
-    figures = evaluate(job, out)
+    if generated is None:
+        check_out_dir(out, job, must_exist=True)
+    else:
+        check_report_dir(out)
+    figures = evaluate(job, out, generated)
+    out.mkdir(parents=True, exist_ok=True)
     write_report(out, job, figures)
     return figures
+
+
+def check_report_dir(out: Path) -> None:
+    """--out for a report on images synth did not make: any folder but a synth job's (whose report it would replace)."""
+    if out.exists() and not out.is_dir():
+        raise SynthError(f"--out {out}: exists and is not a folder")
+    if (out / JOB_FILE).is_file():
+        raise SynthError(f"--out {out}: holds a synth job's output, whose report this would replace; "
+                         "choose another --out (or drop --generated to judge that job)")  # fmt: skip
 
 
 def clean_ray_train_dir(out: Path) -> None:

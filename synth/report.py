@@ -277,6 +277,10 @@ def render_html(job: Job, f: dict, stages: dict, grid_b64: str, log_rows: list[d
         g = stages["generate"]
         stage_rows += (f"<li>Generation: {g.get('count'):,} images in {g.get('shards')} shards; last run made "
                        f"{g.get('generated'):,} in {_fmt(g.get('seconds'))} s ({_fmt(g.get('images_per_s'))} images/s)</li>")
+    if f.get("generated_source"):
+        subject = f"Images from <b>{html.escape(f['generated_source'])}</b> judged against"
+    else:
+        subject = f"Model <b>{html.escape(job.model.name)}</b> trained on"
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>synth report: {html.escape(job.output.name)}</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:960px;margin:2em auto;padding:0 1em;color:#222}}
@@ -285,7 +289,7 @@ th{{background:#f4f4f4}}img.grid{{image-rendering:pixelated;border:1px solid #cc
 .small{{font-size:0.9em;color:#555}}</style>
 </head><body>
 <h1>synth report: {html.escape(job.output.name)}</h1>
-<p>Model <b>{html.escape(job.model.name)}</b> trained on <b>{html.escape(f['dataset'])}</b>
+<p>{subject} <b>{html.escape(f['dataset'])}</b>
 ({f['num_classes']} classes) at {job.data.resolution}x{job.data.resolution}, {job.data.channels} channel(s).</p>
 <ul>{stage_rows}</ul>
 <h2>Figures</h2>

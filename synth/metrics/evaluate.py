@@ -22,6 +22,7 @@ how the samples were drawn):
 from __future__ import annotations
 
 import io
+import tarfile
 import time
 from pathlib import Path
 
@@ -73,20 +74,76 @@ def read_generated(store: Store, limit: int) -> tuple[np.ndarray, np.ndarray]:
     return np.stack(images), np.asarray(labels, dtype=np.int64)
 
 
+def read_images_at(path: Path, limit: int, data: ImageDataset) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``limit`` images under ``path``, at the real data's size: (uint8 NHWC, int64 labels).
+
+    ``path`` may be a synth dataset (a folder with manifest.parquet), a WebDataset shard (.tar) or a
+    folder of them, or a folder of images. Classes come from the shards' ``cls`` fields, or from
+    sub-folder names that match the real data's class names; otherwise the images are unlabelled.
+    """
+    from synth.data import _resize_one
+    from synth.data.sources import image_files, read_image
+
+    path = Path(path)
+    if not path.exists():
+        raise SynthError(f"--generated {path}: no such file or folder")
+    if (path / "manifest.parquet").is_file():
+        images, labels = read_generated(Store(path), limit)
+        return at_data_size(images, data), labels
+    tars = [path] if path.suffix == ".tar" else sorted(path.rglob("*.tar")) if path.is_dir() else []
+    size, channels = data.images.shape[1], data.images.shape[3]
+    if tars:
+        images, labels = [], []
+        for tar in tars:
+            try:
+                for key, fields in read_shard(tar):
+                    ext = next((e for e in IMAGE_EXTS if e in fields), None)
+                    if ext is None:
+                        raise SynthError(f"{tar}: sample {key} has no image ({', '.join(IMAGE_EXTS)})")
+                    arr = np.asarray(Image.open(io.BytesIO(fields[ext])).convert("RGB" if channels == 3 else "L"))
+                    images.append(_resize_one(arr[..., None] if arr.ndim == 2 else arr, size, channels))
+                    labels.append(int(fields["cls"]) if "cls" in fields else UNLABELLED)
+                    if len(images) >= limit:
+                        return np.stack(images), np.asarray(labels, dtype=np.int64)
+            except (tarfile.TarError, OSError, ValueError) as exc:
+                raise SynthError(f"{tar}: not a readable WebDataset shard ({exc})") from None
+        if not images:
+            raise SynthError(f"--generated {path}: its shards hold no samples")
+        return np.stack(images), np.asarray(labels, dtype=np.int64)
+    files = image_files(path)[:limit]
+    names = {n: i for i, n in enumerate(data.class_names)}
+    parents = [f.parent.name if f.parent != path else None for f in files]
+    labelled = all(p in names for p in parents)
+    images = np.stack([_resize_one(read_image(f), size, channels) for f in files])
+    labels = np.asarray([names[p] if labelled else UNLABELLED for p in parents], dtype=np.int64)
+    return images, labels
+
+
 def real_subset(data: ImageDataset, n: int, seed: int) -> np.ndarray:
     """Indices (sorted) of a seeded sample of ``n`` real images."""
     return np.sort(np.random.default_rng(seed).permutation(len(data))[: min(n, len(data))])
 
 
-def evaluate(job: Job, out: Path) -> dict:
-    """Compute every figure of the report; returns a JSON-able dict (plus image arrays for the page)."""
+def evaluate(job: Job, out: Path, generated: Path | None = None) -> dict:
+    """Compute every figure of the report; returns a JSON-able dict (plus image arrays for the page).
+
+    ``generated``: judge these images (see read_images_at) instead of the job's own shards.
+    """
     t0 = time.perf_counter()
     ecfg = job.evaluate
     data = load_dataset(job.data, job.seed)
     from synth.pipeline import dataset_store
 
-    fake, fake_labels = read_generated(dataset_store(job, out), ecfg.num_samples)
-    fake = at_data_size(fake, data)
+    if generated is None:
+        fake, fake_labels = read_generated(dataset_store(job, out), ecfg.num_samples)
+        fake = at_data_size(fake, data)
+    else:
+        fake, fake_labels = read_images_at(generated, ecfg.num_samples, data)
+    if len(fake) < 2:
+        raise SynthError(f"{generated or out}: {len(fake)} generated image(s); need at least 2 to evaluate")
+    if ((fake_labels != UNLABELLED) & ((fake_labels < 0) | (fake_labels >= data.num_classes))).any():
+        raise SynthError(f"{generated or out}: class labels outside 0-{data.num_classes - 1} ({data.name} has "
+                         f"{data.num_classes} classes)")  # fmt: skip
     real_idx = real_subset(data, ecfg.num_samples, job.seed + 1)
     real, real_labels = data.images[real_idx], data.labels[real_idx]
 
@@ -138,12 +195,15 @@ def evaluate(job: Job, out: Path) -> dict:
     figures.update(memorisation_figures(clf, data, fake, f_fake, ecfg.memorisation_rows, job.seed))
     if ecfg.inception:
         figures.update(inception_figures(real, fake, ecfg.inception_weights, kid_args))
-    figures.update(reconstruction_figures(job, out, data, ecfg.num_samples, ecfg.grid_per_class))
+    if generated is None:
+        figures.update(reconstruction_figures(job, out, data, ecfg.num_samples, ecfg.grid_per_class))
+    else:
+        figures["generated_source"] = str(generated)
     if ecfg.cas:
-        figures.update(cas_figures(job, out, data))
+        figures.update(cas_figures(job, out, data, generated))
     # unlabelled: rows by the class the classifier sees, so a collapsed model shows as empty rows
     figures["grid_images"] = class_grid(fake, fake_labels if labelled else preds, data.num_classes, ecfg.grid_per_class)
-    figures["protocol"] = protocol(job, data, len(real), len(fake))
+    figures["protocol"] = protocol(job, data, len(real), len(fake), generated)
     figures["seconds"] = time.perf_counter() - t0
     return figures
 
@@ -157,12 +217,16 @@ def at_data_size(images: np.ndarray, data: ImageDataset) -> np.ndarray:
     return resize_images(images, data.images.shape[1], data.images.shape[3])
 
 
-def protocol(job: Job, data: ImageDataset, num_real: int, num_fake: int) -> dict:
+def protocol(job: Job, data: ImageDataset, num_real: int, num_fake: int, generated: Path | None = None) -> dict:
     """How the figures' samples were drawn and processed: enough to reproduce or compare them."""
     e = job.evaluate
+    if generated is None:
+        source = (f"the first {num_fake:,} samples in manifest order, decoded from the shards "
+                  f"({job.generate.format}{', lossless' if job.generate.lossless else ''})")  # fmt: skip
+    else:
+        source = f"the first {num_fake:,} images of {generated} (in file order)"
     return {
-        "generated": f"the first {num_fake:,} samples in manifest order, decoded from the shards "
-                     f"({job.generate.format}{', lossless' if job.generate.lossless else ''})",
+        "generated": source,
         "real": f"{num_real:,} of the {len(data):,} real training images of {data.name}, drawn with seed {job.seed + 1}",
         "resolution": f"{data.images.shape[1]}x{data.images.shape[2]}, {data.images.shape[3]} channel(s): generated "
                       "images of another size are resized to it first",
@@ -200,9 +264,9 @@ def memorisation_figures(clf: TrainedClassifier, data: ImageDataset, fake: np.nd
     return {"memorisation": found, "memorisation_images": images}
 
 
-def cas_figures(job: Job, out: Path, data: ImageDataset) -> dict:
-    """Classification Accuracy Score, or why there is none: the generated images are read back through
-    synth.open_dataset, as a user's training job would read them."""
+def cas_figures(job: Job, out: Path, data: ImageDataset, generated: Path | None = None) -> dict:
+    """Classification Accuracy Score, or why there is none: the job's generated images are read back
+    through synth.open_dataset, as a user's training job would read them (``generated``: read directly)."""
     from synth.data import load_test_dataset
     from synth.pipeline import dataset_store
 
@@ -210,7 +274,12 @@ def cas_figures(job: Job, out: Path, data: ImageDataset) -> dict:
     if test is None:
         return {"cas": None, "cas_skipped": f"data.source {job.data.source!r} has no real test split to score on"}
     e = job.evaluate
-    fake, fake_labels = load_through_loader(dataset_store(job, out).url, e.cas_samples, job.seed)
+    if generated is None:
+        fake, fake_labels = load_through_loader(dataset_store(job, out).url, e.cas_samples, job.seed)
+        how = f"read through synth.open_dataset (shards shuffled, seed {job.seed})"
+    else:
+        fake, fake_labels = read_images_at(generated, e.cas_samples, data)
+        how = f"the first of {generated}"
     if (fake_labels == UNLABELLED).any():
         return {"cas": None, "cas_skipped": "the generated images have no classes (an unconditional model)"}
     n = min(len(fake), len(data))
@@ -222,8 +291,8 @@ def cas_figures(job: Job, out: Path, data: ImageDataset) -> dict:
                                                (test.images, test.labels), data.num_classes, e.cas_epochs, job.seed,
                                                progress=bar.update)  # fmt: skip
     return {"cas": {**result.to_dict(), "test_set": f"{test.name}: {len(test):,} real test images",
-                    "protocol": f"{n:,} generated images read through synth.open_dataset (shards shuffled, seed "
-                                f"{job.seed}); {n:,} real training images drawn with seed {job.seed + 3}; "
+                    "protocol": f"{n:,} generated images, {how}; {n:,} real training images drawn with seed "
+                                f"{job.seed + 3}; "
                                 f"{e.cas_epochs} epochs, batch 128, seed {job.seed} for every classifier"}}  # fmt: skip
 
 

@@ -111,6 +111,36 @@ def test_evaluate_again_takes_the_classifier_and_real_features_from_the_cache(ti
     assert reports[0]["classifier"]["held_out_accuracy"] == reports[1]["classifier"]["held_out_accuracy"]
 
 
+def test_evaluate_other_images_folder_and_shards_agree(tiny_run, tmp_path):
+    """`synth evaluate --generated` on images synth did not lay out: the run's samples as a folder of
+    class sub-folders, and its bare shards, judged against the same real data, give the same figures."""
+    out, _ = tiny_run
+    folder = tmp_path / "images"
+    for shard in sorted((out / "shards").glob("*.tar")):
+        with tarfile.open(shard) as tar:
+            for m in tar.getmembers():
+                if m.name.endswith(".png"):
+                    key = m.name[: -len(".png")]
+                    label = int(tar.extractfile(f"{key}.cls").read())
+                    (folder / str(label)).mkdir(parents=True, exist_ok=True)
+                    (folder / str(label) / m.name).write_bytes(tar.extractfile(m).read())
+    common = ["--real", "mnist_subset", "--set", "data.limit=1000", "--set", "evaluate.num_samples=230",
+              "--set", "evaluate.classifier_epochs=1", "--set", "evaluate.inception=false", "--set", "evaluate.cas=false"]
+    figures = []
+    for source, rep in ((folder, "from-folder"), (out / "shards", "from-shards")):
+        proc = run_cli("evaluate", "--generated", str(source), "--out", str(tmp_path / rep), *common)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        figures.append(json.loads((tmp_path / rep / "report.json").read_text())["figures"])
+        assert figures[-1]["generated_source"] == str(source) and figures[-1]["num_generated"] == 230
+        assert str(source) in (tmp_path / rep / "report.html").read_text()
+    a, b = figures
+    assert a["labelled"] and b["labelled"]  # classes from the sub-folder names, and from the shards' .cls
+    assert a["requested_class_counts"] == b["requested_class_counts"] == [23] * 10
+    for key in ("label_fidelity", "fid_domain"):
+        assert a[key] == pytest.approx(b[key], rel=1e-9), key  # same images, another order
+    assert a["prdc_domain"] == pytest.approx(b["prdc_domain"])
+
+
 def test_three_readers_agree(tiny_run):
     out, _ = tiny_run
     manifest = pq.read_table(out / "manifest.parquet").to_pandas()

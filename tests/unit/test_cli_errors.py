@@ -135,3 +135,34 @@ def test_unconditional_models_cannot_be_asked_for_classes(cli, tmp_path, name):
     proc = cli("run", str(QUICKSTART), "--out", str(tmp_path / "o"), *[a for s in sets for a in ("--set", s)])
     assert_one_line_error(proc, f"generate.classes: {name} is unconditional")
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (["--real", "mnist_subset"], ["give a JOB", "--generated"]),
+        (["--generated", "{tmp}/nope", "--real", "mnist_subset"], ["--generated", "nope: no such file or folder"]),
+        (["--generated", "{tmp}/empty", "--real", "mnist_subset"], ["empty: holds no images or shards"]),
+        (["--generated", "{tmp}/empty", "--real", "cifar"], ["--real cifar: neither a data source", "nor a folder"]),
+        (["--generated", "{tmp}/bad.tar", "--real", "digits", "--set", "data.resolution=8"],
+         ["bad.tar: not a readable WebDataset shard"]),
+    ],
+)
+def test_evaluate_other_images_bad_input(cli, tmp_path, args, fragments):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "bad.tar").write_bytes(b"not a tar file")
+    proc = cli("evaluate", *[a.format(tmp=tmp_path) for a in args], "--out", str(tmp_path / "rep"))
+    assert_one_line_error(proc, *fragments)
+    assert not (tmp_path / "rep").exists()
+
+
+def test_evaluate_other_images_refuses_a_jobs_folder(cli, tmp_path):
+    job_out = tmp_path / "job"
+    (job_out / ".synth").mkdir(parents=True)
+    (job_out / ".synth" / "job.json").write_text("{}")
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(imgs / "a.png")
+    proc = cli("evaluate", "--generated", str(imgs), "--real", "digits", "--out", str(job_out))
+    assert_one_line_error(proc, "holds a synth job's output")
+    assert sorted(p.name for p in job_out.rglob("*")) == [".synth", "job.json"]

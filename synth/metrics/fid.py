@@ -105,7 +105,9 @@ class InceptionFeatures:
         path = weights or inception_weights_path()
         self.weights_path = Path(path)
         try:
-            self.model = torch.jit.load(str(path), map_location=device).eval()
+            with warnings.catch_warnings():  # torch 2.9+ calls TorchScript deprecated; the weights ship as TorchScript
+                warnings.simplefilter("ignore", FutureWarning)
+                self.model = torch.jit.load(str(path), map_location=device).eval()
         except (RuntimeError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise SynthError(f"{path}: not a TorchScript InceptionV3 file ({first})") from None

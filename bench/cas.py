@@ -44,7 +44,8 @@ def main() -> None:
     if test is None:
         raise SystemExit(f"data.source {job.data.source!r} has no real test split to score on")
     real = load_dataset(job.data, job.seed)
-    fake = read_generated(dataset_store(job, args.out), args.limit or job.generate.count)
+    made = read_generated(dataset_store(job, args.out), args.limit or job.generate.count)
+    fake = (made.images, made.labels)
     n = len(fake[1])
     if n < len(real):  # the baseline trains on as many real images as there are generated ones
         keep = np.sort(np.random.default_rng(job.seed).permutation(len(real))[:n])

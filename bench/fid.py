@@ -46,7 +46,7 @@ def write_folders(root: Path, n: int, run: Path | None) -> tuple[Path, Path]:
         from synth.metrics.evaluate import read_generated
         from synth.storage import Store
 
-        images, _ = read_generated(Store(run), n)
+        images = read_generated(Store(run), n).images
         for j, image in enumerate(images):
             Image.fromarray(image[:, :, 0]).save(other / f"{j:05d}.png")
     return real, other

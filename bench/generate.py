@@ -63,7 +63,8 @@ def setup_out(args, tmp: Path):
     sets = [f"seed={saved['seed']}", f"output.name={saved['output']['name']}",
             f"model.latent_dim={saved['model']['latent_dim']}", f"model.width={saved['model']['width']}",
             f"generate.count={args.count}", f"generate.shard_size={args.shard_size}",
-            f"generate.batch_size={args.batch_size}", f"generate.num_workers={args.workers}"]  # fmt: skip
+            f"generate.batch_size={args.batch_size}", f"generate.num_workers={args.workers}",
+            "evaluate.features_at_generation=false"]  # fmt: skip (generation alone; bench/features.py times that)
     if args.prefetch is not None:
         sets.append(f"generate.prefetch={args.prefetch}")
     job = load_job(args.job, sets)

@@ -93,7 +93,7 @@ def run(job: JobArg, out: OutOpt, set_: SetOpt = None, dry_run: DryOpt = False, 
         made = pipeline.run_generate(spec, out)
         save_summary(out, "generate", made)
         _say_generated(made, out)
-    figures = pipeline.run_evaluate(spec, out)
+        figures = pipeline.run_evaluate(spec, out, ray_ready=lambda: None)  # Ray is up
     _say_evaluated(figures, out)
 
 
@@ -156,6 +156,7 @@ def evaluate(
         "folder with one sub-folder of images per class; sets data.source/data.path", show_default=False)] = None,
     set_: SetOpt = None,
     dry_run: DryOpt = False,
+    address: AddrOpt = None,
 ) -> None:
     """Judge generated images against real data; write report.json and report.html under --out.
 
@@ -192,40 +193,19 @@ def evaluate(
         if dry_run:
             typer.echo(spec.to_yaml().rstrip())
             raise typer.Exit(0)
-    from synth import pipeline
+    from synth import engine, pipeline
 
-    figures = pipeline.run_evaluate(spec, out, generated)
+    with engine.ray_on_demand(address) as ray_ready:  # Ray starts if the Inception pass needs it
+        figures = pipeline.run_evaluate(spec, out, generated, ray_ready=ray_ready)
     _say_evaluated(figures, out)
 
 
 def _shape_of_first_image(path: Path) -> list[str]:
     """data.resolution/channels overrides from the first image at ``path`` (judge images at their own size)."""
-    import io
+    from synth.metrics.inputs import first_image_shape
 
-    from PIL import Image
-
-    from synth.data.sources import IMAGE_SUFFIXES
-    from synth.errors import SynthError
-    from synth.manifest import IMAGE_EXTS
-    from synth.shards import read_shard
-
-    path = Path(path)
-    if not path.exists():
-        raise SynthError(f"--generated {path}: no such file or folder")
-    tar = path if path.suffix == ".tar" else next(iter(sorted(path.rglob("*.tar"))), None) if path.is_dir() else None
-    try:
-        if tar is not None:
-            _, fields = next(read_shard(tar))
-            pil = Image.open(io.BytesIO(fields[next(e for e in IMAGE_EXTS if e in fields)]))
-        else:
-            first = next(iter(sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)), None)
-            if first is None:
-                raise SynthError(f"--generated {path}: holds no images or shards")
-            pil = Image.open(first)
-    except (StopIteration, OSError, ValueError) as exc:
-        raise SynthError(f"--generated {path}: cannot read a first image ({exc or 'empty'})") from None
-    channels = 1 if pil.mode in ("L", "1", "I", "I;16", "F") else 3
-    return [f"data.resolution={max(pil.size)}", f"data.channels={channels}"]
+    resolution, channels = first_image_shape(path)
+    return [f"data.resolution={resolution}", f"data.channels={channels}"]
 
 
 @app.command()
@@ -280,7 +260,8 @@ def verify(
 
       synth verify s3://bucket/datasets/digits-synth
     """
-    from synth.manifest import read_shard_index, verify as verify_dataset
+    from synth.manifest import read_shard_index
+    from synth.manifest import verify as verify_dataset
     from synth.progress import Progress
 
     store = _dataset_location(dataset)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,21 @@ def ray_session(address: str | None = None) -> Iterator[None]:
         yield
     finally:
         ray.shutdown()
+
+
+@contextmanager
+def ray_on_demand(address: str | None = None) -> Iterator[Callable[[], None]]:
+    """Yield a function that opens ``ray_session(address)`` when first called (so a command that may
+    not need Ray checks its input before Ray starts); a session it opened closes on exit."""
+    with ExitStack() as stack:
+        opened: list[bool] = []
+
+        def ready() -> None:
+            if not opened:
+                stack.enter_context(ray_session(address))
+                opened.append(True)
+
+        yield ready
 
 
 def cluster_cpus() -> int:
@@ -141,17 +156,19 @@ def map_shards(
     max_in_flight: int,
     on_result: Callable[[Any], None],
     max_retries: int = 3,
+    num_gpus: float = 0,
 ) -> int:
     """Run ``fn(work, shared)`` as one Ray task per work item, at most ``max_in_flight`` at once.
 
     ``works`` is consumed lazily, so the driver holds only the tasks in
     flight, whatever the number of shards. ``shared`` (the generator weights)
     is put in the object store once. A task whose worker dies is retried by
-    Ray (``max_retries``); ``fn`` is idempotent. Returns the number of tasks run.
+    Ray (``max_retries``); ``fn`` is idempotent. Each task takes one CPU and ``num_gpus`` GPUs.
+    Returns the number of tasks run.
     """
     import ray
 
-    remote = ray.remote(num_cpus=1, max_retries=max_retries)(fn)
+    remote = ray.remote(num_cpus=1, num_gpus=num_gpus, max_retries=max_retries)(fn)
     shared_ref = ray.put(shared)
     pending: set = set()
     works = iter(works)

@@ -23,13 +23,12 @@ from PIL import Image
 from synth.errors import SynthError
 from synth.generate.plan import Plan
 from synth.generate.worker import part_rel, read_part_meta, shard_rel
-from synth.shards import read_shard
+from synth.shards import IMAGE_EXTS, read_shard
 from synth.storage import Store
 
 MANIFEST_FILE = "manifest.parquet"
 WIDS_INDEX = "shardindex.json"
 INFO_FILE = "_info.json"
-IMAGE_EXTS = ("png", "webp", "jpg")
 
 
 def write_manifest(store: Store, plan: Plan, class_names: list[str], name: str = "synth") -> dict:

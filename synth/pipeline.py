@@ -197,9 +197,23 @@ def generation_plan(job: Job, out: Path, data=None):
     plan_digest = digest({"plan": asdict(plan), "generator": meta["digest"], "encoding": asdict(encoding),
                           "augment": job.augment.model_dump(mode="json"), **({"sampling": record} if record else {})})
     store = dataset_store(job, out)
+    targets = feature_targets(job, plan)
     works = (ShardWork(store, plan, s, g.batch_size, plan_digest, ref, tuple(names), encoding, job.augment,
-                       g.prefetch, sampling) for s in plan.shards())  # fmt: skip
+                       g.prefetch, sampling, targets[s.index] if targets else None) for s in plan.shards())  # fmt: skip
     return plan, works, weights, names
+
+
+def feature_targets(job: Job, plan) -> list | None:
+    """Per shard, the Inception features its worker computes for evaluation (evaluate.features_at_generation):
+    of the shard's first samples, as many as evaluation takes from it (plan.head_counts)."""
+    from synth.generate.plan import head_counts
+    from synth.metrics.features import FeatureTarget
+
+    e = job.evaluate
+    if not (e.inception and e.features_at_generation):
+        return None
+    takes = head_counts([s.size for s in plan.shards()], e.num_samples)
+    return [FeatureTarget(t, job.data.resolution, job.data.channels, e.inception_weights) for t in takes]
 
 
 def preflight_generate(job: Job, out: Path) -> None:
@@ -278,31 +292,70 @@ def remove_stale_shards(store, plan) -> None:
     import re
 
     from synth.generate.worker import PARTS_DIR, SHARDS_DIR
+    from synth.metrics.features import FEATURES_DIR
 
-    pattern = re.compile(rf"^{re.escape(plan.prefix)}-(\d{{6,}})\.(tar|parquet)$")
-    for folder in (SHARDS_DIR, PARTS_DIR):
+    pattern = re.compile(rf"^{re.escape(plan.prefix)}-(\d{{6,}})\.(tar|parquet|npz)$")
+    for folder in (SHARDS_DIR, PARTS_DIR, FEATURES_DIR):
         for name in store.listdir(folder):
             m = pattern.match(name)
             if name.startswith(".") or (m and int(m.group(1)) >= plan.num_shards) or (
-                not m and name.endswith((".tar", ".parquet"))
+                not m and name.endswith((".tar", ".parquet", ".npz"))
             ):
                 store.remove(f"{folder}/{name}")
 
 
-def run_evaluate(job: Job, out: Path, generated: Path | None = None) -> dict:
+def run_evaluate(job: Job, out: Path, generated: Path | None = None, ray_ready=None) -> dict:
     """Judge the job's shards (or the images at ``generated``) against the real data; write
-    report.json and report.html under ``out``."""
+    report.json and report.html under ``out``. ``ray_ready``: the Inception pass runs as Ray tasks,
+    in the session this function opens (engine.ray_on_demand) or makes sure of; None: in this process."""
     from synth.metrics.evaluate import evaluate
+    from synth.metrics.features import local_pass
     from synth.report import write_report
 
     if generated is None:
         check_out_dir(out, job, must_exist=True)
     else:
         check_report_dir(out)
-    figures = evaluate(job, out, generated)
+    feature_pass = local_pass if ray_ready is None else (lambda net: ray_feature_pass(net, ready=ray_ready))
+    figures = evaluate(job, out, generated, feature_pass)
     out.mkdir(parents=True, exist_ok=True)
     write_report(out, job, figures)
     return figures
+
+
+def ray_feature_pass(net, chunk: int | None = None, ready=None):
+    """The Inception pass over images as Ray tasks of ``chunk`` (default ``features.CHUNK``) images, as many at once as
+    the cluster has CPUs (GPUs when it has them); one chunk or less runs here, saving the workers'
+    load of the network. The weights go to the object store once per pass, not read from the
+    workers' disks. ``ready``: called before the first task (engine.ray_on_demand starts Ray there)."""
+    import numpy as np
+
+    from synth import engine
+    from synth.metrics.features import CHUNK, Chunk, chunk_features, local_pass
+
+    here = local_pass(net)
+    chunk = chunk or CHUNK
+
+    def run(images, progress=None):
+        if len(images) <= chunk:
+            return here(images, progress)
+        if ready is not None:
+            ready()
+        out = np.empty((len(images), 2048))
+
+        def on_result(result) -> None:
+            offset, features = result
+            out[offset : offset + len(features)] = features
+            if progress is not None:
+                progress(len(features))
+
+        chunks = (Chunk(i, images[i : i + chunk], net.weights_digest) for i in range(0, len(images), chunk))
+        gpus = engine.cluster_gpus()
+        engine.map_shards(chunk_features, chunks, net.weights_path.read_bytes(), gpus or engine.cluster_cpus(),
+                          on_result, num_gpus=1 if gpus else 0)  # fmt: skip
+        return out
+
+    return run
 
 
 def check_report_dir(out: Path) -> None:

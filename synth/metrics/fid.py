@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import importlib.metadata
+import io
 import os
 import warnings
 from pathlib import Path
@@ -101,16 +102,22 @@ class InceptionFeatures:
 
     name = INCEPTION_NAME
 
-    def __init__(self, weights: Path | None = None, batch_size: int = 50, device: str = "cpu"):
-        path = weights or inception_weights_path()
-        self.weights_path = Path(path)
+    def __init__(self, weights: Path | None = None, batch_size: int = 50, device: str = "cpu", *,
+                 data: bytes | None = None, digest: str | None = None):  # fmt: skip
+        """Load ``weights`` (default: ``inception_weights_path()``), or the file's ``data`` as bytes
+        with its ``digest`` (a Ray task gets the weights this way, not from its node's disk)."""
+        path = None if data is not None else Path(weights or inception_weights_path())
+        self.weights_path = path
+        if digest is not None:
+            self.weights_digest = digest
         try:
             with warnings.catch_warnings():  # torch 2.9+ calls TorchScript deprecated; the weights ship as TorchScript
                 warnings.simplefilter("ignore", FutureWarning)
-                self.model = torch.jit.load(str(path), map_location=device).eval()
+                self.model = torch.jit.load(io.BytesIO(data) if data is not None else str(path), map_location=device)
+                self.model.eval()
         except (RuntimeError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise SynthError(f"{path}: not a TorchScript InceptionV3 file ({first})") from None
+            raise SynthError(f"{path or 'the Inception weights'}: not a TorchScript InceptionV3 file ({first})") from None
         self.layers = self.model.net.layers if hasattr(self.model, "net") else self.model.layers
         self.batch_size, self.device = batch_size, device
 

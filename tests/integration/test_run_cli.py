@@ -57,6 +57,10 @@ def test_report(tiny_run):
         assert key in f
     assert 0.0 <= f["label_fidelity"] <= 1.0 and f["fid_inception"] > 0 and f["fid_domain"] > 0
     assert f["num_generated"] == 40 and f["fid_inception_num_real"] == 40
+    # the 40 judged are the first 8 of each of the 5 shards; their Inception features were computed by
+    # the generation workers
+    assert f["fid_inception_generated_stored"] == 40
+    assert sorted(p.name for p in (out / ".synth" / "features").iterdir()) == [f"tiny-{i:06d}.npz" for i in range(5)]
     assert report["train"]["step"] == 40 and report["generate"]["count"] == 230
     page = (out / "report.html").read_text()
     assert "InceptionV3" in page and "SmallCNN" in page and "40 generated vs 40 real" in page
@@ -109,6 +113,19 @@ def test_evaluate_again_takes_the_classifier_and_real_features_from_the_cache(ti
     for key in ("label_fidelity", "fid_domain", "predicted_class_counts", "prdc_domain", "fid_inception"):
         assert reports[0][key] == pytest.approx(reports[1][key], rel=1e-6), key
     assert reports[0]["classifier"]["held_out_accuracy"] == reports[1]["classifier"]["held_out_accuracy"]
+
+
+def test_features_from_generation_give_the_figures_evaluation_computes(tiny_run, tmp_path):
+    out = tmp_path / "run"
+    shutil.copytree(tiny_run[0], out)
+    shutil.rmtree(out / ".synth" / "features")
+    proc = run_cli("evaluate", str(QUICKSTART), "--out", str(out), *TINY, "--set", "evaluate.cas=false")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    again = json.loads((out / "report.json").read_text())["figures"]
+    first = json.loads((tiny_run[0] / "report.json").read_text())["figures"]
+    assert again["fid_inception_generated_stored"] == 0 and first["fid_inception_generated_stored"] == 40
+    assert again["fid_inception"] == pytest.approx(first["fid_inception"], rel=1e-4)
+    assert again["kid_inception"]["kid"] == pytest.approx(first["kid_inception"]["kid"], rel=1e-4, abs=1e-7)
 
 
 def test_evaluate_other_images_folder_and_shards_agree(tiny_run, tmp_path):

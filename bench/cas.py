@@ -33,7 +33,7 @@ def main() -> None:
     ap.add_argument("job", type=Path)
     ap.add_argument("--out", type=Path, required=True, help="the run's --out folder")
     ap.add_argument("--epochs", type=int, default=10)
-    ap.add_argument("--limit", type=int, default=None, help="use the first N generated images (default: all)")
+    ap.add_argument("--limit", type=int, default=None, help="use N generated images, as many from the head of every shard (default: all)")
     ap.add_argument("--seed", type=int, default=None, help="the classifiers' seed (default: the job's)")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     ap.add_argument("--network", choices=sorted(NETWORKS), default="resnet", help="the classifier (default: resnet)")

@@ -95,7 +95,8 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="synth-bench-gen-"))
     job, out = setup_out(args, tmp)
-    plan, works, weights, names = pipeline.generation_plan(job, out)
+    plan, works, shared, names = pipeline.generation_plan(job, out)
+    weights = shared[0]
     works = list(works)
     print(f"job {args.job.name}: {plan.count:,} images, {plan.num_shards} shards of {plan.shard_size}, "
           f"batch {args.batch_size}, format {job.generate.format}, augment ops {len(job.augment.ops)}, "

@@ -49,11 +49,12 @@ def run_one(args, count: int, tmp: Path) -> dict:
     (out / "checkpoints").mkdir(parents=True)
     for name in ("generator.safetensors", "generator.json"):
         shutil.copy(args.run / "checkpoints" / name, out / "checkpoints" / name)
-    shutil.copytree(args.run / ".synth", out / ".synth", ignore=shutil.ignore_patterns("parts", "ray_train"))
+    shutil.copytree(args.run / ".synth", out / ".synth", ignore=shutil.ignore_patterns("parts", "ray_train", "features"))
     job = json.loads((args.run / ".synth" / "job.json").read_text())["job"]
     sets = [f"seed={job['seed']}", f"output.name={job['output']['name']}", f"model.width={job['model']['width']}",
             f"model.latent_dim={job['model']['latent_dim']}", f"generate.count={count}",
-            f"generate.shard_size={args.shard_size}", f"generate.format={args.format}"]  # fmt: skip
+            f"generate.shard_size={args.shard_size}", f"generate.format={args.format}",
+            "evaluate.features_at_generation=false"]  # fmt: skip (generation alone)
     cmd = [sys.executable, "-m", "synth.cli", "generate", str(args.job), "--out", str(out)]
     for s in sets:
         cmd += ["--set", s]

@@ -152,24 +152,24 @@ def _find_user_error(exc: BaseException) -> SynthError | None:
 def map_shards(
     fn: Callable,
     works: Iterable,
-    shared: bytes,
+    shared: tuple,
     max_in_flight: int,
     on_result: Callable[[Any], None],
     max_retries: int = 3,
     num_gpus: float = 0,
 ) -> int:
-    """Run ``fn(work, shared)`` as one Ray task per work item, at most ``max_in_flight`` at once.
+    """Run ``fn(work, *shared)`` as one Ray task per work item, at most ``max_in_flight`` at once.
 
     ``works`` is consumed lazily, so the driver holds only the tasks in
-    flight, whatever the number of shards. ``shared`` (the generator weights)
-    is put in the object store once. A task whose worker dies is retried by
+    flight, whatever the number of shards. Each of ``shared`` (weights: the
+    generator's, Inception's) is put in the object store once. A task whose worker dies is retried by
     Ray (``max_retries``); ``fn`` is idempotent. Each task takes one CPU and ``num_gpus`` GPUs.
     Returns the number of tasks run.
     """
     import ray
 
     remote = ray.remote(num_cpus=1, num_gpus=num_gpus, max_retries=max_retries)(fn)
-    shared_ref = ray.put(shared)
+    shared_refs = [ray.put(x) for x in shared]
     pending: set = set()
     works = iter(works)
     exhausted = False
@@ -180,7 +180,7 @@ def map_shards(
             if work is None:
                 exhausted = True
             else:
-                pending.add(remote.remote(work, shared_ref))
+                pending.add(remote.remote(work, *shared_refs))
         if not pending:
             break
         # A bounded wait returns to Python often, so Ctrl-C stops the driver within a second (an

@@ -11,10 +11,12 @@ import json
 import shutil
 import threading
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from synth.errors import SynthError
+from synth.fsutil import file_digest
+from synth.progress import note
 from synth.spec import Job, digest
 
 JOB_FILE = ".synth/job.json"
@@ -180,7 +182,9 @@ def sampling_of(job: Job):
 
 
 def generation_plan(job: Job, out: Path, data=None):
-    """The plan, one ShardWork per shard (lazily), the generator weights and the class names."""
+    """The plan, one ShardWork per shard (lazily), what the workers share (``write_one_shard``'s
+    arguments after the work: the generator's weights, and Inception's if they compute features) and
+    the class names."""
     from synth.generate.plan import Plan
     from synth.generate.worker import Encoding, GeneratorRef, ShardWork
     from synth.train import checkpoint as ckpt
@@ -197,23 +201,41 @@ def generation_plan(job: Job, out: Path, data=None):
     plan_digest = digest({"plan": asdict(plan), "generator": meta["digest"], "encoding": asdict(encoding),
                           "augment": job.augment.model_dump(mode="json"), **({"sampling": record} if record else {})})
     store = dataset_store(job, out)
-    targets = feature_targets(job, plan)
+    target, takes = feature_target(job, plan)
     works = (ShardWork(store, plan, s, g.batch_size, plan_digest, ref, tuple(names), encoding, job.augment,
-                       g.prefetch, sampling, targets[s.index] if targets else None) for s in plan.shards())  # fmt: skip
-    return plan, works, weights, names
+                       g.prefetch, sampling, replace(target, take=int(takes[s.index])) if target else None)
+             for s in plan.shards())  # fmt: skip
+    # what every worker gets once, through the object store: the generator's weights, and Inception's
+    shared = (weights,) if target is None else (weights, Path(target.weights_file).read_bytes())
+    return plan, works, shared, names
 
 
-def feature_targets(job: Job, plan) -> list | None:
-    """Per shard, the Inception features its worker computes for evaluation (evaluate.features_at_generation):
-    of the shard's first samples, as many as evaluation takes from it (plan.head_counts)."""
+def feature_target(job: Job, plan):
+    """What the generation workers compute for evaluation (evaluate.features_at_generation), and per
+    shard how many of its first samples (plan.head_counts): (FeatureTarget, takes) or (None, None).
+
+    Without Inception weights here the workers compute nothing (evaluation will say what is missing),
+    unless the job names a weights file, which must then exist."""
+    import numpy as np
+
     from synth.generate.plan import head_counts
     from synth.metrics.features import FeatureTarget
+    from synth.metrics.fid import inception_weights_path
 
     e = job.evaluate
     if not (e.inception and e.features_at_generation):
-        return None
-    takes = head_counts([s.size for s in plan.shards()], e.num_samples)
-    return [FeatureTarget(t, job.data.resolution, job.data.channels, e.inception_weights) for t in takes]
+        return None, None
+    try:
+        weights = inception_weights_path(e.inception_weights)
+    except SynthError:
+        if e.inception_weights:
+            raise
+        note("no InceptionV3 weights here: the generation workers do not compute the evaluation's features")
+        return None, None
+    sizes = np.full(plan.num_shards, plan.shard_size, dtype=np.int64)
+    sizes[-1] = plan.count - plan.shard_size * (plan.num_shards - 1)
+    takes = head_counts(sizes, e.num_samples)
+    return FeatureTarget(0, job.data.resolution, job.data.channels, file_digest(weights), str(weights)), takes
 
 
 def preflight_generate(job: Job, out: Path) -> None:
@@ -241,7 +263,7 @@ def run_generate(job: Job, out: Path) -> dict:
 
     check_out_dir(out, job, must_exist=True)
     check_dataset_store(job, out)
-    plan, works, weights, names = generation_plan(job, out)
+    plan, works, shared, names = generation_plan(job, out)
     claim_out_dir(out, job)  # records output.url, so `synth verify OUT` and `synth evaluate` find the dataset
     store = dataset_store(job, out)
     if job.output.url:
@@ -266,7 +288,7 @@ def run_generate(job: Job, out: Path) -> dict:
             done["worker_peak_rss_mb"] = max(done["worker_peak_rss_mb"], result.peak_rss_mb)
             bar.update(result.num_samples, extra=f"shards {done['shards']}/{plan.num_shards}")
 
-        engine.map_shards(write_one_shard, todo(), weights, job.generate.num_workers, on_result)
+        engine.map_shards(write_one_shard, todo(), shared, job.generate.num_workers, on_result)
     seconds = time.perf_counter() - t0
     summary = write_manifest(store, plan, names, job.output.name)
     made = done["made"]
@@ -351,7 +373,7 @@ def ray_feature_pass(net, chunk: int | None = None, ready=None):
 
         chunks = (Chunk(i, images[i : i + chunk], net.weights_digest) for i in range(0, len(images), chunk))
         gpus = engine.cluster_gpus()
-        engine.map_shards(chunk_features, chunks, net.weights_path.read_bytes(), gpus or engine.cluster_cpus(),
+        engine.map_shards(chunk_features, chunks, (net.weights_path.read_bytes(),), gpus or engine.cluster_cpus(),
                           on_result, num_gpus=1 if gpus else 0)  # fmt: skip
         return out
 

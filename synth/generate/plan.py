@@ -129,14 +129,21 @@ def head_counts(sizes, n: int) -> list[int]:
     """How many leading samples of each shard make the ``n`` evaluated ones (all of them if fewer).
 
     The same number ``k`` from every shard, the smallest that reaches ``n`` (short shards give all
-    they have), and the surplus taken back from the last shards. Spread this way, the evaluated
-    samples cover the whole dataset rather than its first shard, and the generation workers that
-    compute their features share the work.
+    they have), and the surplus taken back from the last shards; with fewer samples than shards, one
+    each from ``n`` shards spread evenly over the dataset. Spread this way, the evaluated samples
+    cover the whole dataset rather than its first shards, and the generation workers that compute
+    their features share the work.
     """
     sizes = [int(s) for s in sizes]
     n = min(max(n, 0), sum(sizes))
     if n == 0:
         return [0] * len(sizes)
+    nonempty = [i for i, s in enumerate(sizes) if s]
+    if n <= len(nonempty):
+        counts = [0] * len(sizes)
+        for j in range(n):
+            counts[nonempty[j * len(nonempty) // n]] = 1
+        return counts
     k = -(-n // len(sizes))
     while sum(min(s, k) for s in sizes) < n:
         k += 1

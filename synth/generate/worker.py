@@ -298,8 +298,11 @@ def remove_temporaries(store: Store, shard_name: str) -> None:
             store.fs.rm(path)
 
 
-def write_one_shard(work: ShardWork, weights: bytes) -> ShardResult:
-    """Generate, encode and write one shard, then its manifest part. Idempotent."""
+def write_one_shard(work: ShardWork, weights: bytes, inception: bytes | None = None) -> ShardResult:
+    """Generate, encode and write one shard, then its manifest part. Idempotent.
+
+    ``inception``: the InceptionV3 weights, when the work asks for features (``work.features``).
+    """
     t0 = time.perf_counter()
     shard = work.shard
     if shard_is_done(work):
@@ -315,15 +318,16 @@ def write_one_shard(work: ShardWork, weights: bytes) -> ShardResult:
         batches = prefetch(batches, depth=work.prefetch)
     taken: list[tuple[int, np.ndarray]] = []
     stream = encoded_samples(work, batches, samples)
-    if work.features is not None and work.features.take:
-        stream = _tap(stream, work.features.take, taken, f"{work.shard.name}")
+    if work.features is not None and work.features.take and inception is not None:
+        stream = _tap(stream, work.features.take, taken, work.shard.name)
     try:
         written = write_shard(work.store, shard_rel(shard.name), stream)
     finally:
         batches.close()  # stops the sampler thread now, even if the error (and this frame) is kept alive
     if taken:  # before the part: a shard is done only with its features
         indices, images = zip(*taken)
-        work.store.write_bytes(features_rel(shard.name), shard_features(work.features, list(indices), list(images)))
+        stored = shard_features(work.features, list(indices), list(images), inception, written.md5)
+        work.store.write_bytes(features_rel(shard.name), stored)
     write_part(work, samples, written.num_bytes, written.md5)
     return ShardResult(shard.index, shard.name, written.num_samples, written.num_bytes, written.md5,
                        time.perf_counter() - t0, peak_rss_mb=_peak_rss_mb())  # fmt: skip

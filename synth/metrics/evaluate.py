@@ -36,7 +36,7 @@ from synth.dataset import UNLABELLED
 from synth.errors import SynthError
 from synth.generate.plan import head_counts
 from synth.generate.worker import shard_rel
-from synth.manifest import read_manifest
+from synth.manifest import WIDS_INDEX, read_manifest, read_shard_index
 from synth.metrics.cas import cas_images_seen, classification_accuracy_score
 from synth.metrics.classifier import TrainedClassifier, cached_train_classifier, classifier_outputs
 from synth.metrics.features import extractor, feature_key, fill_missing, local_pass, stored_features
@@ -55,17 +55,21 @@ DOMAIN_NAME = "SmallCNN trained on the real data (4 conv layers, 128-d penultima
 
 @dataclass
 class Generated:
-    """The generated images judged: uint8 NHWC, int64 labels (UNLABELLED for none), and for a synth
-    dataset where they came from (its store, shard names and sample indices: for stored features)."""
+    """The generated images judged: uint8 NHWC, int64 labels (UNLABELLED for none), and how they were
+    drawn (``order``, for the protocol). For a synth dataset also where they came from: its store, and
+    per shard read (in order) the sample indices and the shard's md5, to find their stored features."""
 
     images: np.ndarray
     labels: np.ndarray
+    order: str
     store: Store | None = None
-    shards: list[str] = field(default_factory=list)
-    indices: np.ndarray | None = None
+    shards: dict[str, tuple[np.ndarray, str]] = field(default_factory=dict)
 
     def at_size(self, data: ImageDataset) -> "Generated":
         return replace(self, images=at_data_size(self.images, data))
+
+
+HEAD_ORDER = "the same number from the head of every shard, spread over the whole dataset"
 
 
 def read_generated(store: Store, limit: int) -> Generated:
@@ -73,22 +77,33 @@ def read_generated(store: Store, limit: int) -> Generated:
 
     Samples of an unlabelled dataset (an unconditional model's) have label UNLABELLED (-1).
     """
-    manifest = read_manifest(store).select(["shard", "index"]).to_pydict()
-    shards = list(dict.fromkeys(manifest["shard"]))
-    sizes = Counter(manifest["shard"])
-    takes = dict(zip(shards, head_counts([sizes[n] for n in shards], limit)))
-    images, labels, indices = [], [], []
-    for name in shards:
-        if not takes[name]:
+    names = read_manifest(store).column("shard").to_pylist()
+    shards = list(dict.fromkeys(names))
+    sizes = Counter(names)
+    md5s = {}
+    if store.exists(WIDS_INDEX):
+        md5s = {e["url"].rsplit("/", 1)[-1]: e.get("md5sum", "") for e in read_shard_index(store)["shardlist"]}
+    images, labels, read = [], [], {}
+    for name, take in zip(shards, head_counts([sizes[n] for n in shards], limit)):
+        if not take:
             continue
-        with store.open(shard_rel(name)) as fh:
-            for key, fields in islice(read_shard(fh), takes[name]):
-                images.append(sample_image(fields, f"{name}: sample {key}"))
-                labels.append(int(fields["cls"]) if "cls" in fields else UNLABELLED)
-                indices.append(int(key) if key.isdigit() else -1)
+        indices = []
+        try:
+            with store.open(shard_rel(name)) as fh:
+                for key, fields in islice(read_shard(fh), take):
+                    images.append(sample_image(fields, f"{name}: sample {key}"))
+                    labels.append(int(fields["cls"]) if "cls" in fields else UNLABELLED)
+                    indices.append(int(key) if key.isdigit() else -1)
+        except (OSError, tarfile.TarError) as exc:
+            raise SynthError(f"{store.where(shard_rel(name))}: cannot read the shard ({exc}); `synth verify` "
+                             "checks every shard") from None  # fmt: skip
+        read[name] = (np.asarray(indices, dtype=np.int64), md5s.get(name, ""))
     if not images:
         raise SynthError(f"{store.where('shards')}: no samples to evaluate")
-    return Generated(np.stack(images), np.asarray(labels, dtype=np.int64), store, shards, np.asarray(indices))
+    return Generated(np.stack(images), np.asarray(labels, dtype=np.int64), HEAD_ORDER, store, read)
+
+
+FILE_ORDER = "the first in file order"
 
 
 def read_images_at(path: Path, limit: int, data: ImageDataset) -> Generated:
@@ -113,19 +128,19 @@ def read_images_at(path: Path, limit: int, data: ImageDataset) -> Generated:
                     images.append(_resize_one(sample_image(fields, f"{tar}: sample {key}", mode), size, channels))
                     labels.append(int(fields["cls"]) if "cls" in fields else UNLABELLED)
                     if len(images) >= limit:
-                        return Generated(np.stack(images), np.asarray(labels, dtype=np.int64))
+                        return Generated(np.stack(images), np.asarray(labels, dtype=np.int64), FILE_ORDER)
             except (tarfile.TarError, OSError, ValueError) as exc:
                 raise SynthError(f"{tar}: not a readable WebDataset shard ({exc})") from None
         if not images:
             raise SynthError(f"--generated {path}: its shards hold no samples")
-        return Generated(np.stack(images), np.asarray(labels, dtype=np.int64))
+        return Generated(np.stack(images), np.asarray(labels, dtype=np.int64), FILE_ORDER)
     files = found.files[:limit]
     names = {n: i for i, n in enumerate(data.class_names)}
     parents = [f.parent.name if f.parent != found.path else None for f in files]
     labelled = all(p in names for p in parents)
     images = np.stack([_resize_one(read_image(f), size, channels) for f in files])
     labels = np.asarray([names[p] if labelled else UNLABELLED for p in parents], dtype=np.int64)
-    return Generated(images, labels)
+    return Generated(images, labels, FILE_ORDER)
 
 
 def real_subset(data: ImageDataset, n: int, seed: int) -> np.ndarray:
@@ -215,7 +230,7 @@ def evaluate(job: Job, out: Path, generated: Path | None = None, feature_pass=lo
         figures.update(cas_figures(job, out, data, generated))
     # unlabelled: rows by the class the classifier sees, so a collapsed model shows as empty rows
     figures["grid_images"] = class_grid(fake, fake_labels if labelled else preds, data.num_classes, ecfg.grid_per_class)
-    figures["protocol"] = protocol(job, data, len(real), len(fake), generated)
+    figures["protocol"] = protocol(job, data, len(real), len(fake), generated, gen.order)
     figures["seconds"] = time.perf_counter() - t0
     return figures
 
@@ -229,15 +244,15 @@ def at_data_size(images: np.ndarray, data: ImageDataset) -> np.ndarray:
     return resize_images(images, data.images.shape[1], data.images.shape[3])
 
 
-def protocol(job: Job, data: ImageDataset, num_real: int, num_fake: int, generated: Path | None = None) -> dict:
+def protocol(job: Job, data: ImageDataset, num_real: int, num_fake: int, generated: Path | None = None,
+             order: str = HEAD_ORDER) -> dict:  # fmt: skip
     """How the figures' samples were drawn and processed: enough to reproduce or compare them."""
     e = job.evaluate
     if generated is None:
-        source = (f"{num_fake:,} samples: the same number from the head of every shard (the whole dataset "
-                  f"covered), decoded from the shards ({job.generate.format}"
+        source = (f"{num_fake:,} samples, {order}, decoded from the shards ({job.generate.format}"
                   f"{', lossless' if job.generate.lossless else ''})")  # fmt: skip
     else:
-        source = f"the first {num_fake:,} images of {generated} (in file order)"
+        source = f"{num_fake:,} images of {generated}, {order}"
     return {
         "generated": source,
         "real": f"{num_real:,} of the {len(data):,} real training images of {data.name}, drawn with seed {job.seed + 1}",
@@ -293,7 +308,7 @@ def cas_figures(job: Job, out: Path, data: ImageDataset, generated: Path | None 
     else:
         found = read_images_at(generated, e.cas_samples, data)
         fake, fake_labels = found.images, found.labels
-        how = f"the first of {generated}"
+        how = f"{generated}, {found.order}"
     if (fake_labels == UNLABELLED).any():
         return {"cas": None, "cas_skipped": "the generated images have no classes (an unconditional model)"}
     n = min(len(fake), len(data))
@@ -393,7 +408,10 @@ def inception_figures(real: np.ndarray, gen: Generated, weights: str | None, kid
     fake = gen.images
     f_fake = np.full((len(fake), 2048), np.nan)
     if gen.store is not None:
-        f_fake = stored_features(gen.store, gen.shards, gen.indices, key)
+        found, unreadable = stored_features(gen.store, gen.shards, key)
+        f_fake = np.concatenate(list(found.values()))
+        for where in unreadable:
+            note(f"{where}: unreadable stored features; computing them")
     stored = int((~np.isnan(f_fake).any(axis=1)).sum())
     if stored:
         note(f"inception features of {stored:,} of the {len(fake):,} generated images: computed at generation")

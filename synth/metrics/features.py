@@ -9,9 +9,10 @@ The same pass over the same pixels runs in three places:
   are made. They are stored beside the shard's manifest part (``.synth/features/<shard>.npz``),
   and evaluation takes them from there instead of running the network over those images again.
 
-Stored features carry a key of everything that decides them (the network's weights, our feature
-code, torch/Pillow/clean-fid versions, the size the images are judged at); evaluation uses only
-those whose key is its own, and computes the rest.
+Stored features carry a key of everything that decides them (the network's weights, our decode,
+resize and feature code, torch/Pillow/clean-fid versions, the size the images are judged at) and
+the md5 of the shard they were computed from; evaluation uses only those whose key is its own and
+whose shard is the one it reads, and computes the rest.
 """
 
 from __future__ import annotations
@@ -19,13 +20,13 @@ from __future__ import annotations
 import importlib.metadata
 import io
 import json
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from synth import cache
-from synth.errors import SynthError
 from synth.metrics.fid import InceptionFeatures, clean_resize, inception_weights_path
 
 FEATURES_DIR = ".synth/features"
@@ -39,7 +40,11 @@ def feature_key(extractor: InceptionFeatures, size: int, channels: int) -> str:
     import PIL
     import torch
 
-    code = cache.source_digest(InceptionFeatures, clean_resize)
+    from synth.data import _resize_one, resize_images, square_crop
+    from synth.shards import sample_image
+
+    # the decode and the resize to the judged size are part of what the features are of
+    code = cache.source_digest(InceptionFeatures, clean_resize, sample_image, resize_images, _resize_one, square_crop)
     versions = (torch.__version__, PIL.__version__, importlib.metadata.version("clean-fid"))
     return cache.content_key("inception", code, *versions, extractor.weights_digest, size, channels)[:16]
 
@@ -82,60 +87,74 @@ def chunk_features(chunk: Chunk, weights: bytes) -> tuple[int, np.ndarray]:
 
 @dataclass(frozen=True)
 class FeatureTarget:
-    """Features for generation workers to compute: of which leading samples, at what size, with which weights."""
+    """Features for a generation worker to compute: of the shard's first ``take`` samples
+    (plan.head_counts), judged at ``size`` x ``size`` x ``channels``, with the weights of this digest
+    (their bytes reach the worker through the object store; ``weights_file`` is the driver's copy)."""
 
-    take: int  # the shard's first ``take`` samples (plan.head_counts)
+    take: int
     size: int
     channels: int
-    weights: str | None = None  # evaluate.inception_weights; None: SYNTH_INCEPTION_WEIGHTS or the package's
+    digest: str
+    weights_file: str
 
 
-def shard_features(target: FeatureTarget, indices: list[int], images: list[np.ndarray]) -> bytes:
+def shard_features(target: FeatureTarget, indices: list[int], images: list[np.ndarray], weights: bytes,
+                   shard_md5: str) -> bytes:  # fmt: skip
     """The stored features of a shard's leading samples (decoded images, as evaluation reads them)."""
     from synth.data import resize_images
 
-    net = extractor(target.weights)
+    net = extractor(data=weights, digest=target.digest)
     batch = resize_images(np.stack(images), target.size, target.channels)
     features = net(batch).astype(np.float32)
-    return encode_stored(np.asarray(indices, np.int64), features, feature_key(net, target.size, target.channels))
+    key = feature_key(net, target.size, target.channels)
+    return encode_stored(np.asarray(indices, np.int64), features, key, shard_md5)
 
 
 def features_rel(shard_name: str) -> str:
     return f"{FEATURES_DIR}/{shard_name.removesuffix('.tar')}.npz"
 
 
-def encode_stored(indices: np.ndarray, features: np.ndarray, key: str) -> bytes:
+def encode_stored(indices: np.ndarray, features: np.ndarray, key: str, shard_md5: str) -> bytes:
     buf = io.BytesIO()
-    np.savez(buf, index=indices, features=features, meta=np.asarray(json.dumps({"key": key})))
+    meta = json.dumps({"key": key, "shard_md5": shard_md5})
+    np.savez(buf, index=indices, features=features, meta=np.asarray(meta))
     return buf.getvalue()
 
 
-def decode_stored(data: bytes) -> tuple[np.ndarray, np.ndarray, str]:
+def decode_stored(data: bytes) -> tuple[np.ndarray, np.ndarray, dict]:
     with np.load(io.BytesIO(data), allow_pickle=False) as z:
-        return z["index"], z["features"], json.loads(str(z["meta"]))["key"]
+        return z["index"], z["features"], json.loads(str(z["meta"]))
 
 
-def stored_features(store, shards: list[str], indices: np.ndarray, key: str) -> np.ndarray:
-    """(len(indices), 2048) float64 features of these samples from the shards' stored features; NaN
-    rows for samples that have none stored under ``key`` (or whose file is missing or unreadable)."""
-    out = np.full((len(indices), 2048), np.nan)
-    where = {int(i): row for row, i in enumerate(indices)}
-    for name in shards:
+UNREADABLE = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
+
+
+def stored_features(store, shards: dict[str, tuple[np.ndarray, str]], key: str) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Per shard, the stored features of the given samples: ``shards`` maps a shard's name to (the
+    indices of its samples judged, the shard's md5). Returns ({name: (len(indices), 2048) float64,
+    NaN rows where nothing usable is stored}, [unreadable feature files]).
+
+    Usable: stored under ``key``, for this very shard (its md5), for this sample index.
+    """
+    out, unreadable = {}, []
+    for name, (indices, md5) in shards.items():
+        feats = np.full((len(indices), 2048), np.nan)
+        out[name] = feats
         rel = features_rel(name)
-        if not store.exists(rel):
-            continue
         try:
-            idx, feats, stored_key = decode_stored(store.read_bytes(rel))
-        except (OSError, ValueError, KeyError) as exc:
-            raise SynthError(f"{store.where(rel)}: unreadable stored features ({exc}); delete it to compute them "
-                             "again") from None  # fmt: skip
-        if stored_key != key or feats.shape[1:] != (2048,):
+            if not store.exists(rel):
+                continue
+            idx, stored, meta = decode_stored(store.read_bytes(rel))
+        except UNREADABLE:
+            unreadable.append(store.where(rel))
             continue
-        for i, f in zip(idx.tolist(), feats):
-            row = where.get(i)
-            if row is not None:
-                out[row] = f
-    return out
+        if meta.get("key") != key or meta.get("shard_md5") != md5 or stored.shape[1:] != (2048,):
+            continue
+        row_of = {int(i): r for r, i in enumerate(idx)}
+        for j, i in enumerate(indices.tolist()):
+            if i in row_of:
+                feats[j] = stored[row_of[i]]
+    return out, unreadable
 
 
 def fill_missing(features: np.ndarray, images: np.ndarray, run: FeaturePass, progress=None) -> int:

@@ -27,7 +27,8 @@ from synth.shards import md5_file
 from ..conftest import QUICKSTART, ROOT, run_cli
 
 TRAIN = ["--set", "data.limit=1000", "--set", "train.steps=30", "--set", "train.log_every=10",
-         "--set", "train.checkpoint_every=30", "--set", "output.name=gen"]  # fmt: skip
+         "--set", "train.checkpoint_every=30", "--set", "output.name=gen",
+         "--set", "evaluate.features_at_generation=false"]  # fmt: skip (tests/unit/test_features.py has them)
 # 10,000 images in 10 shards: long enough (several seconds) to interrupt mid-way
 GEN = TRAIN + ["--set", "generate.count=10000", "--set", "generate.shard_size=1000", "--set", "generate.batch_size=250"]
 

@@ -57,6 +57,7 @@ def main() -> None:
     t0 = time.perf_counter()
     local = net(images)
     rows["local (this process)"] = len(images) / (time.perf_counter() - t0)
+    print(f"local: {rows['local (this process)']:.2f} images/s", flush=True)
     with engine.ray_session(None):
         run = pipeline.ray_feature_pass(net, chunk=args.chunk)
         print(f"Ray: {engine.cluster_cpus()} CPUs")
@@ -64,6 +65,7 @@ def main() -> None:
             t0 = time.perf_counter()
             sharded = run(images)
             rows[label] = len(images) / (time.perf_counter() - t0)
+            print(f"{label}: {rows[label]:.2f} images/s", flush=True)
         diff = float(np.abs(sharded - local).max() / np.abs(local).max())
         print(f"sharded vs local features: max difference {diff:.1e} of the largest feature")
         if not args.skip_generation:
@@ -105,7 +107,8 @@ def generation(args) -> dict[str, float]:
     store = pipeline.dataset_store(job, out)
     t0 = time.perf_counter()
     gen = read_generated(store, args.n)
-    found = stored_features(store, gen.shards, gen.indices, feature_key(extractor(), 28, 1))
+    per_shard, _ = stored_features(store, gen.shards, feature_key(extractor(), 28, 1))
+    found = np.concatenate(list(per_shard.values()))
     read_s = time.perf_counter() - t0
     assert not np.isnan(found).any(), "some judged samples have no stored features"
     extra = seconds[True] - seconds[False]

@@ -127,6 +127,7 @@ class ShardResult:
     seconds: float
     skipped: bool = False
     peak_rss_mb: float = 0.0
+    features: int = 0  # samples whose Inception features were computed for the report
 
 
 @dataclass(frozen=True)
@@ -330,7 +331,7 @@ def write_one_shard(work: ShardWork, weights: bytes, inception: bytes | None = N
         work.store.write_bytes(features_rel(shard.name), stored)
     write_part(work, samples, written.num_bytes, written.md5)
     return ShardResult(shard.index, shard.name, written.num_samples, written.num_bytes, written.md5,
-                       time.perf_counter() - t0, peak_rss_mb=_peak_rss_mb())  # fmt: skip
+                       time.perf_counter() - t0, peak_rss_mb=_peak_rss_mb(), features=len(taken))  # fmt: skip
 
 
 def _tap(stream, take: int, taken: list, shard: str):

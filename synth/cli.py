@@ -297,6 +297,188 @@ def _dataset_location(text: str):
     return Store(text)
 
 
+JobsAddrOpt = Annotated[
+    Optional[str],
+    typer.Option("--address", help="the cluster's Ray dashboard, http://HOST:8265 (default: RAY_ADDRESS)",
+                 show_default=False),
+]
+IdArg = Annotated[str, typer.Argument(help="the job's id, as `synth submit` printed it", show_default=False)]
+TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
+
+
+@app.command()
+@guarded
+def submit(
+    job: JobArg,
+    out: Annotated[Path, typer.Option("--out", "-o", help="output folder on the cluster: a path every node sees "
+                                      "(relative paths are made absolute here)", show_default=False)],
+    set_: SetOpt = None,
+    address: JobsAddrOpt = None,
+    wait: Annotated[bool, typer.Option("--wait", help="follow the job's log until it ends; exit with its status")] = False,
+    python: Annotated[Optional[str], typer.Option("--python", help="the cluster's Python (default: this one on a "
+                                                  "local cluster, else `python`)", show_default=False)] = None,
+) -> None:
+    """Send the job to a Ray cluster through its Jobs API (`synth run` there); print the job's id.
+
+    Examples:
+
+      synth submit jobs/quickstart.yaml --out /shared/runs/q --address http://head:8265
+
+      synth submit jobs/quickstart.yaml --out /shared/runs/q --set train.num_workers=4 --wait
+
+      synth status raysubmit_XYZ;  synth logs raysubmit_XYZ --follow;  synth stop raysubmit_XYZ
+    """
+    from synth import engine, pipeline
+
+    spec = load(job, set_, False)
+    url = engine.jobs_address(address)
+    entrypoint, runtime_env, metadata = pipeline.submission(spec, job, out.resolve(), url, python)
+    job_id = engine.submit_job(url, entrypoint, runtime_env, metadata)
+    typer.echo(f"submitted: {job_id} to {url}")
+    if not wait:
+        typer.echo(f"follow it: synth logs {job_id} --follow --address {url}   (synth status {job_id}, synth stop {job_id})")
+        return
+    _wait_for(url, job_id)
+
+
+def _wait_for(url: str, job_id: str) -> None:
+    import time
+
+    from synth import engine
+
+    engine.follow_job_logs(url, job_id, lambda text: typer.echo(text, nl=False))
+    info = engine.job_info(url, job_id)
+    while info["status"] not in TERMINAL:  # the log can end a moment before the status does
+        time.sleep(1.0)
+        info = engine.job_info(url, job_id)
+    if info["status"] != "SUCCEEDED":
+        fail(f"job {job_id} {info['status']}: {(info['message'] or '').strip().splitlines()[-1:] or ''}", 1)
+    typer.echo(f"job {job_id} SUCCEEDED")
+
+
+@app.command()
+@guarded
+def status(job_id: IdArg, address: JobsAddrOpt = None) -> None:
+    """A submitted job's status (PENDING, RUNNING, SUCCEEDED, FAILED, STOPPED) and its message.
+
+    Example: synth status raysubmit_XYZ --address http://head:8265
+    """
+    from synth import engine
+
+    info = engine.job_info(address, job_id)
+    typer.echo(f"{job_id}: {info['status']}" + (f" ({info['message'].strip()})" if info["message"] else ""))
+
+
+@app.command()
+@guarded
+def logs(
+    job_id: IdArg,
+    address: JobsAddrOpt = None,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="keep printing until the job ends")] = False,
+) -> None:
+    """A submitted job's log (its driver's output: progress lines, the summary, errors).
+
+    Example: synth logs raysubmit_XYZ --follow
+    """
+    from synth import engine
+
+    if follow:
+        engine.follow_job_logs(address, job_id, lambda text: typer.echo(text, nl=False))
+    else:
+        typer.echo(engine.job_logs(address, job_id), nl=False)
+
+
+@app.command()
+@guarded
+def stop(job_id: IdArg, address: JobsAddrOpt = None) -> None:
+    """Stop a submitted job (what it finished stays: rerun resumes).
+
+    Example: synth stop raysubmit_XYZ
+    """
+    from synth import engine
+
+    stopped = engine.stop_job(address, job_id)
+    typer.echo(f"{job_id}: {'stopping' if stopped else 'not running'}")
+
+
+@app.command()
+@guarded
+def jobs(address: JobsAddrOpt = None) -> None:
+    """The cluster's jobs, newest first: id, status, synth job and output folder.
+
+    Example: synth jobs --address http://head:8265
+    """
+    from synth import engine
+
+    rows = sorted(engine.list_jobs(address), key=lambda j: j["start_time"] or 0, reverse=True)
+    for j in rows:
+        meta = j["metadata"]
+        what = f"{meta.get('synth_job', j['entrypoint'])} -> {meta.get('synth_out', '')}".rstrip(" ->")
+        typer.echo(f"{j['id']}  {j['status']:<9}  {what}")
+    if not rows:
+        typer.echo("no jobs")
+
+
+cluster_app = typer.Typer(help="A multi-node Ray cluster on this machine (loopback only): up, status, down.",
+                          no_args_is_help=True)  # fmt: skip
+app.add_typer(cluster_app, name="cluster")
+DirOpt = Annotated[Optional[Path], typer.Option("--dir", help="the cluster's folder (default: $SYNTH_CLUSTER_DIR or "
+                                                "~/.synth/cluster)", show_default=False)]  # fmt: skip
+
+
+@cluster_app.command("up")
+@guarded
+def cluster_up(
+    nodes: Annotated[int, typer.Option("--nodes", "-n", help="nodes, the head included")] = 2,
+    cpus: Annotated[Optional[int], typer.Option("--cpus-per-node", help="CPUs each node offers (default: the "
+                                                "machine's, shared out)", show_default=False)] = None,
+    object_store_mb: Annotated[int, typer.Option("--object-store-mb", help="object store per node, MiB")] = 256,
+    dir_: DirOpt = None,
+) -> None:
+    """Start a head and NODES-1 worker nodes on this machine, on 127.0.0.1, with their own token.
+
+    Examples:
+
+      synth cluster up --nodes 2 && source ~/.synth/cluster/env
+
+      synth submit jobs/quickstart.yaml --out $PWD/runs/q --wait;  synth cluster down
+    """
+    from synth import cluster
+
+    root = (dir_ or cluster.default_dir()).resolve()
+    state = cluster.up(root, nodes, cpus, object_store_mb, say=typer.echo)
+    typer.echo(f"cluster up: {nodes} node(s), {state['cpus_per_node']} CPU(s) each; Ray at {state['address']}, "
+               f"Jobs API at {state['dashboard']}")  # fmt: skip
+    typer.echo(f"use it: source {root / cluster.ENV}   (RAY_ADDRESS and the cluster's token), then "
+               f"synth submit JOB --out DIR; stop it: synth cluster down --dir {root}")  # fmt: skip
+
+
+@cluster_app.command("status")
+@guarded
+def cluster_status(dir_: DirOpt = None) -> None:
+    """The cluster's nodes and their resources."""
+    from synth import cluster
+
+    root = (dir_ or cluster.default_dir()).resolve()
+    state, nodes = cluster.status(root)
+    typer.echo(f"Ray at {state['address']}, Jobs API at {state['dashboard']}: {len(nodes)} node(s) alive")
+    for n in nodes:
+        res = n.get("resources_total", {})
+        typer.echo(f"  {n.get('node_id', '')[:12]}  {'head' if n.get('is_head_node') else 'worker'}  "
+                   f"{n.get('node_ip')}  CPU {res.get('CPU', 0):g}  GPU {res.get('GPU', 0):g}")  # fmt: skip
+
+
+@cluster_app.command("down")
+@guarded
+def cluster_down(dir_: DirOpt = None) -> None:
+    """Stop the nodes `synth cluster up` started from this folder (theirs only, by process id)."""
+    from synth import cluster
+
+    root = (dir_ or cluster.default_dir()).resolve()
+    stopped = cluster.down(root, say=typer.echo)
+    typer.echo(f"cluster down: {stopped} node(s) stopped")
+
+
 def _say_trained(t: dict) -> None:
     if t.get("skipped"):
         typer.echo(f"trained: already at step {t['step']}; nothing to do")
@@ -309,6 +491,9 @@ def _say_generated(g: dict, out: Path) -> None:
         f"generated: {g['count']:,} images in {g['shards']} shards under {g['location'].rstrip('/')}/shards "
         f"({g['generated']:,} new, {g['images_per_s']:,.0f} images/s; {g['skipped_shards']} shards already done)"
     )
+    if g.get("features_for_report"):
+        typer.echo(f"features: InceptionV3 features of {g['features_for_report']:,} samples for the report, computed "
+                   "by the workers (included in the time above)")  # fmt: skip
     typer.echo(f"manifest: {g['manifest']} (+ shardindex.json for wids, _info.json for timm)")
 
 

@@ -34,14 +34,21 @@ def ray_session(address: str | None = None) -> Iterator[None]:
         return
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": True}
+    from_env = os.environ.get("RAY_ADDRESS")
+    if not address and from_env and not from_env.startswith(("http://", "https://")):
+        address = from_env  # a Ray address in RAY_ADDRESS: use that cluster
     if address:
         kwargs["address"] = address
     else:
         kwargs.update(include_dashboard=True, dashboard_host="127.0.0.1")
+    hidden = os.environ.pop("RAY_ADDRESS", None) if not address else None  # an http one is for the Jobs API
     try:
         ray.init(**kwargs)
     except ConnectionError as exc:
         raise SynthError(f"--address {address}: cannot connect to Ray ({exc})") from None
+    finally:
+        if hidden is not None:
+            os.environ["RAY_ADDRESS"] = hidden
     try:
         yield
     finally:
@@ -198,3 +205,96 @@ def map_shards(
             finished += 1
             on_result(result)
     return finished
+
+
+# ---- Ray Jobs: `synth submit|status|logs|stop|jobs` -------------------------------------------
+
+
+def jobs_address(address: str | None) -> str:
+    """The Jobs API address: ``address``, else RAY_API_SERVER_ADDRESS or RAY_ADDRESS (an http(s) one)."""
+    address = address or os.environ.get("RAY_API_SERVER_ADDRESS") or os.environ.get("RAY_ADDRESS")
+    if not address:
+        raise SynthError("no cluster to talk to: give --address http://HOST:8265 or set RAY_ADDRESS")
+    if address == "auto" or not address.startswith(("http://", "https://")):
+        raise SynthError(f"--address {address}: the Jobs API needs the dashboard's address, http://HOST:8265")
+    return address
+
+
+def job_client(address: str | None):
+    from ray.job_submission import JobSubmissionClient
+
+    logging.getLogger("ray.dashboard.modules.job.sdk").setLevel(logging.WARNING)  # its INFO lines are noise here
+
+    address = jobs_address(address)
+    try:
+        return JobSubmissionClient(address)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise SynthError(f"--address {address}: cannot reach the Ray Jobs API ({_first_line(exc)})") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
+
+
+@contextmanager
+def _job_errors(job_id: str | None = None) -> Iterator[None]:
+    """A Jobs API failure as one line (an unknown id, a refused request)."""
+    try:
+        yield
+    except RuntimeError as exc:
+        text = _first_line(exc)
+        if job_id and ("404" in text or "does not exist" in text):
+            raise SynthError(f"job {job_id}: no such job on this cluster") from None
+        raise SynthError(f"Ray Jobs API: {text}") from None
+
+
+def submit_job(address: str | None, entrypoint: str, runtime_env: dict, metadata: dict) -> str:
+    client = job_client(address)
+    with _job_errors():
+        return client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env, metadata=metadata)
+
+
+def job_info(address: str | None, job_id: str) -> dict:
+    """status (PENDING, RUNNING, SUCCEEDED, FAILED, STOPPED), message, entrypoint, times, metadata."""
+    client = job_client(address)
+    with _job_errors(job_id):
+        info = client.get_job_info(job_id)
+    return {"id": job_id, "status": str(info.status.value if hasattr(info.status, "value") else info.status),
+            "message": info.message, "entrypoint": info.entrypoint, "start_time": info.start_time,
+            "end_time": info.end_time, "metadata": info.metadata or {}}  # fmt: skip
+
+
+def job_logs(address: str | None, job_id: str) -> str:
+    client = job_client(address)
+    with _job_errors(job_id):
+        return client.get_job_logs(job_id)
+
+
+def follow_job_logs(address: str | None, job_id: str, write: Callable[[str], None]) -> None:
+    """Write the job's logs as they come, until it ends."""
+    import asyncio
+
+    client = job_client(address)
+
+    async def tail() -> None:
+        async for lines in client.tail_job_logs(job_id):
+            write(lines)
+
+    with _job_errors(job_id):
+        asyncio.run(tail())
+
+
+def stop_job(address: str | None, job_id: str) -> bool:
+    client = job_client(address)
+    with _job_errors(job_id):
+        return client.stop_job(job_id)
+
+
+def list_jobs(address: str | None) -> list[dict]:
+    client = job_client(address)
+    with _job_errors():
+        jobs = client.list_jobs()
+    return [{"id": j.submission_id or j.job_id, "status": str(j.status.value if hasattr(j.status, "value") else j.status),
+             "entrypoint": j.entrypoint, "start_time": j.start_time, "end_time": j.end_time,
+             "metadata": j.metadata or {}} for j in jobs]  # fmt: skip

@@ -270,7 +270,7 @@ def run_generate(job: Job, out: Path) -> dict:
         store.write_bytes(DATASET_FILE, json.dumps({"identity": job.identity(), "name": job.output.name}).encode())
     remove_stale_shards(store, plan)
     t0 = time.perf_counter()
-    done = {"shards": 0, "skipped": 0, "made": 0, "worker_peak_rss_mb": 0.0}
+    done = {"shards": 0, "skipped": 0, "made": 0, "worker_peak_rss_mb": 0.0, "features": 0}
     with Progress("generate", plan.count, "img", extra=f"shards 0/{plan.num_shards}") as bar:
 
         def todo():
@@ -285,6 +285,7 @@ def run_generate(job: Job, out: Path) -> dict:
         def on_result(result) -> None:
             done["shards"] += 1
             done["made"] += result.num_samples
+            done["features"] += result.features
             done["worker_peak_rss_mb"] = max(done["worker_peak_rss_mb"], result.peak_rss_mb)
             bar.update(result.num_samples, extra=f"shards {done['shards']}/{plan.num_shards}")
 
@@ -300,6 +301,7 @@ def run_generate(job: Job, out: Path) -> dict:
         "bytes": summary["bytes"],
         "generated": made,
         "skipped_shards": done["skipped"],
+        "features_for_report": done["features"],
         "seconds": seconds,
         "images_per_s": made / seconds if made else 0.0,
         "location": store.where(),
@@ -434,3 +436,30 @@ def run_interpolate(job: Job, out: Path, seeds: list[int], steps: int, classes: 
     path = out / "interpolation.png"
     atomic_write_bytes(path, buf.getvalue())
     return path
+
+
+def submission(job: Job, job_path: Path, out: Path, address: str, python: str | None = None) -> tuple[str, dict, dict]:
+    """What `synth submit` sends: (entrypoint, runtime_env, metadata).
+
+    The resolved job (its --set applied, so the cluster runs what was checked here) travels in an
+    environment variable that the entrypoint writes to a temporary file on the head node (a Ray
+    working_dir would do, but Ray reclaims it when the job's Ray Train workers end, under the
+    driver's feet); synth's own code travels as a py_module, so the cluster runs this version of
+    it; the rest of the environment (torch, ray, ...) must be on the cluster. The job's driver runs
+    `synth run` against the cluster it is on, writing to ``out``: a path every node sees the same
+    (or set output.url to an fsspec URL for the dataset).
+    """
+    import shlex
+    import sys
+    from urllib.parse import urlparse
+
+    import synth
+
+    host = urlparse(address).hostname or ""
+    python = python or (sys.executable if host in ("127.0.0.1", "localhost", "::1") else "python")
+    run = shlex.join([python, "-m", "synth.cli", "run"]) + ' "$f" ' + shlex.join(["--out", str(out), "--address", "auto"])
+    entrypoint = f'f=$(mktemp -t synth-job-XXXXXX.yaml) && printf "%s" "$SYNTH_JOB_YAML" > "$f" && exec {run}'
+    runtime_env = {"py_modules": [str(Path(synth.__file__).parent)],
+                   "env_vars": {"SYNTH_JOB_YAML": job.to_yaml(), "RAY_DEDUP_LOGS": "0", "PYTHONUNBUFFERED": "1"}}  # fmt: skip
+    metadata = {"synth_job": str(job_path), "synth_out": str(out), "synth_name": job.output.name}
+    return entrypoint, runtime_env, metadata

@@ -1,0 +1,231 @@
+"""A multi-node Ray cluster on this machine: ``synth cluster up|status|down``.
+
+Each node is one ``ray start --block`` process that we start in a session of its own, so that
+``down`` stops exactly what ``up`` started (the process group of each node, by the ids recorded in
+the cluster folder), never other Ray processes on the machine. Every node listens on 127.0.0.1 (Ray
+keeps to it when only the loopback interface exists: run inside a loopback-only network namespace,
+as scripts/loopback.sh does, for a guarantee), on ports picked free at start-up, and requires the
+cluster's own token (Ray's token authentication; the file is private to the user).
+
+The cluster folder (``--dir``, default ``$SYNTH_CLUSTER_DIR`` or ``~/.synth/cluster``) holds
+``cluster.json`` (addresses, nodes, process ids), ``auth_token``, ``env`` (what a shell sources to
+use the cluster: RAY_ADDRESS, the Jobs API's address, and the token settings) and each node's log.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from synth.errors import SynthError
+from synth.fsutil import atomic_write_bytes
+
+STATE = "cluster.json"
+TOKEN = "auth_token"
+ENV = "env"
+
+
+def default_dir() -> Path:
+    return Path(os.environ.get("SYNTH_CLUSTER_DIR") or Path.home() / ".synth" / "cluster")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ray_executable() -> str:
+    here = Path(sys.executable).parent / "ray"
+    found = str(here) if here.is_file() else shutil.which("ray")
+    if not found:
+        raise SynthError("the `ray` command is not installed next to this Python; install ray[default]")
+    return found
+
+
+def auth_env(root: Path) -> dict[str, str]:
+    """What every process of the cluster (nodes, drivers, job clients) needs to be let in."""
+    return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(root / TOKEN)}
+
+
+def read_state(root: Path) -> dict | None:
+    try:
+        return json.loads((root / STATE).read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise SynthError(f"{root / STATE}: unreadable ({exc}); remove the folder if no cluster runs from it") from None
+
+
+def alive(pid: int) -> bool:
+    """True while the process group that ``pid`` leads has a live member (zombies do not count)."""
+    proc = Path("/proc")
+    if not proc.is_dir():  # not Linux: any member, zombie or not
+        try:
+            os.killpg(pid, 0)
+            return True
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+    for stat_file in proc.glob("[0-9]*/stat"):
+        try:
+            fields = stat_file.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pid and fields[0] != "Z":  # fields after the name: state, ppid, pgrp
+            return True
+    return False
+
+
+def node_command(head: bool, cpus: int, object_store_mb: int, state: dict, worker_ports: tuple[int, int]) -> list[str]:
+    """``ray start --block`` for one node, every port of its own (several nodes share this machine)."""
+    cmd = [ray_executable(), "start", "--block", "--node-ip-address=127.0.0.1", f"--num-cpus={cpus}", "--num-gpus=0",
+           f"--object-store-memory={object_store_mb * 1024 * 1024}",
+           f"--node-manager-port={free_port()}", f"--object-manager-port={free_port()}",
+           f"--runtime-env-agent-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
+           f"--dashboard-agent-listen-port={free_port()}", f"--metrics-export-port={free_port()}",
+           f"--min-worker-port={worker_ports[0]}", f"--max-worker-port={worker_ports[1]}"]  # fmt: skip
+    if head:
+        cmd += ["--head", f"--port={state['gcs_port']}", "--dashboard-host=127.0.0.1",
+                f"--dashboard-port={state['dashboard_port']}", f"--ray-client-server-port={free_port()}",
+                f"--temp-dir={state['temp_dir']}"]  # fmt: skip
+    else:
+        cmd += [f"--address={state['address']}"]
+    return cmd
+
+
+def up(root: Path, nodes: int, cpus_per_node: int | None = None, object_store_mb: int = 256,
+       timeout: float = 120.0, say=print) -> dict:  # fmt: skip
+    """Start a head and ``nodes - 1`` worker nodes; returns the cluster's state once all are alive."""
+    if nodes < 1:
+        raise SynthError(f"--nodes {nodes}: need at least 1")
+    old = read_state(root)
+    if old is not None and any(alive(n["pid"]) for n in old["nodes"]):
+        raise SynthError(f"{root}: a cluster started from here is still up; `synth cluster down --dir {root}` first")
+    cpus = cpus_per_node or max(1, (os.cpu_count() or 1) // nodes)
+    root.mkdir(parents=True, exist_ok=True)
+    token = root / TOKEN
+    token.write_text(secrets.token_hex(32))
+    token.chmod(0o600)
+    gcs, dashboard = free_port(), free_port()
+    state = {
+        "address": f"127.0.0.1:{gcs}",
+        "dashboard": f"http://127.0.0.1:{dashboard}",
+        "gcs_port": gcs,
+        "dashboard_port": dashboard,
+        "temp_dir": tempfile.mkdtemp(prefix="synth-ray-", dir="/tmp"),  # short: Ray's socket paths are limited
+        "cpus_per_node": cpus,
+        "nodes": [],
+    }
+    env = {**os.environ, **auth_env(root)}
+    env.pop("RAY_ADDRESS", None)
+    base = 20000 + (gcs % 200) * 200  # worker ports: a range of 100 per node, apart from other clusters'
+    try:
+        for i in range(nodes):
+            log = root / f"node-{i}.log"
+            cmd = node_command(i == 0, cpus, object_store_mb, state, (base + 100 * i, base + 100 * i + 99))
+            with open(log, "wb") as fh:
+                proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                                        start_new_session=True)  # fmt: skip
+            state["nodes"].append({"role": "head" if i == 0 else "worker", "pid": proc.pid, "log": str(log)})
+            save_state(root, state)
+            if i == 0:
+                wait_for(lambda: len(alive_nodes(state, root)) >= 1, timeout, "the head node", log)
+                say(f"head node up: {state['address']} (dashboard {state['dashboard']})")
+        wait_for(lambda: len(alive_nodes(state, root)) >= nodes, timeout, f"{nodes} nodes", root / f"node-{nodes - 1}.log")
+    except BaseException:
+        down(root, say=lambda _: None)
+        raise
+    # RAY_ADDRESS: the Jobs API (synth submit|status|logs|stop|jobs, and `ray job`); `synth run --address`
+    # takes the Ray address itself (state["address"])
+    (root / ENV).write_text("".join(f"export {k}={v}\n" for k, v in {"RAY_ADDRESS": state["dashboard"],
+                                                                     **auth_env(root)}.items()))  # fmt: skip
+    return state
+
+
+def save_state(root: Path, state: dict) -> None:
+    atomic_write_bytes(root / STATE, json.dumps(state, indent=2).encode())
+
+
+def wait_for(check, timeout: float, what: str, log: Path) -> None:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        try:
+            if check():
+                return
+        except (OSError, ValueError):
+            pass
+        time.sleep(1.0)
+    tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.is_file() else []
+    raise SynthError(f"{what} not up after {timeout:.0f} s; see {log}" + (f" ({tail[0][:200]})" if tail else ""))
+
+
+def api(state: dict, root: Path, path: str) -> dict:
+    """GET the dashboard's JSON API with the cluster's token."""
+    token = (root / TOKEN).read_text().strip()
+    req = urllib.request.Request(state["dashboard"] + path, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        return json.loads(resp.read())
+
+
+def alive_nodes(state: dict, root: Path) -> list[dict]:
+    """The cluster's alive nodes, from the dashboard's state API: id, address, resources."""
+    data = api(state, root, "/api/v0/nodes?limit=1000&detail=true")
+    rows = data["data"]["result"]["result"]
+    return [r for r in rows if r.get("state") == "ALIVE"]
+
+
+def status(root: Path) -> tuple[dict, list[dict]]:
+    """(state, alive nodes); fails with one line if no cluster was started from ``root``."""
+    state = read_state(root)
+    if state is None:
+        raise SynthError(f"{root}: no cluster started from here (synth cluster up --dir {root})")
+    running = [n for n in state["nodes"] if alive(n["pid"])]
+    if not running:
+        raise SynthError(f"{root}: the cluster's processes are gone; `synth cluster down --dir {root}` cleans up")
+    try:
+        return state, alive_nodes(state, root)
+    except (OSError, ValueError, KeyError) as exc:
+        raise SynthError(f"{state['dashboard']}: the dashboard does not answer ({exc})") from None
+
+
+def down(root: Path, timeout: float = 30.0, say=print) -> int:
+    """Stop the nodes started from ``root`` (workers first), by their process groups; returns how many
+    were running. SIGTERM lets ``ray start --block`` stop its node's processes; what is left after
+    ``timeout`` gets SIGKILL."""
+    state = read_state(root)
+    if state is None:
+        raise SynthError(f"{root}: no cluster started from here")
+    nodes = list(reversed(state["nodes"]))
+    running = [n for n in nodes if alive(n["pid"])]
+    for n in running:
+        try:
+            os.kill(n["pid"], signal.SIGTERM)  # `ray start --block` stops its node's processes on SIGTERM
+        except ProcessLookupError:
+            pass
+    t0 = time.monotonic()
+    while any(alive(n["pid"]) for n in running) and time.monotonic() - t0 < timeout:
+        time.sleep(0.5)
+    for n in running:
+        if alive(n["pid"]):
+            say(f"node {n['role']} (pid {n['pid']}) did not stop in {timeout:.0f} s: killing its processes")
+            try:
+                os.killpg(n["pid"], signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    shutil.rmtree(state["temp_dir"], ignore_errors=True)
+    (root / STATE).unlink(missing_ok=True)
+    (root / ENV).unlink(missing_ok=True)
+    return len(running)

@@ -426,6 +426,12 @@ DirOpt = Annotated[Optional[Path], typer.Option("--dir", help="the cluster's fol
                                                 "~/.synth/cluster)", show_default=False)]  # fmt: skip
 
 
+def _cluster_root(dir_: Path | None) -> Path:
+    from synth import cluster
+
+    return (dir_ or cluster.default_dir()).resolve()
+
+
 @cluster_app.command("up")
 @guarded
 def cluster_up(
@@ -445,7 +451,7 @@ def cluster_up(
     """
     from synth import cluster
 
-    root = (dir_ or cluster.default_dir()).resolve()
+    root = _cluster_root(dir_)
     state = cluster.up(root, nodes, cpus, object_store_mb, say=typer.echo)
     typer.echo(f"cluster up: {nodes} node(s), {state['cpus_per_node']} CPU(s) each; Ray at {state['address']}, "
                f"Jobs API at {state['dashboard']}")  # fmt: skip
@@ -459,7 +465,7 @@ def cluster_status(dir_: DirOpt = None) -> None:
     """The cluster's nodes and their resources."""
     from synth import cluster
 
-    root = (dir_ or cluster.default_dir()).resolve()
+    root = _cluster_root(dir_)
     state, nodes = cluster.status(root)
     typer.echo(f"Ray at {state['address']}, Jobs API at {state['dashboard']}: {len(nodes)} node(s) alive")
     for n in nodes:
@@ -474,7 +480,7 @@ def cluster_down(dir_: DirOpt = None) -> None:
     """Stop the nodes `synth cluster up` started from this folder (theirs only, by process id)."""
     from synth import cluster
 
-    root = (dir_ or cluster.default_dir()).resolve()
+    root = _cluster_root(dir_)
     stopped = cluster.down(root, say=typer.echo)
     typer.echo(f"cluster down: {stopped} node(s) stopped")
 
@@ -483,13 +489,16 @@ def _say_trained(t: dict) -> None:
     if t.get("skipped"):
         typer.echo(f"trained: already at step {t['step']}; nothing to do")
     else:
-        typer.echo(f"trained: {t.get('step')} steps on {t.get('world_size')} worker(s) in {t.get('seconds', 0):.0f} s")
+        nodes = len({n for n in t.get("nodes") or [] if n})
+        where = f" on {nodes} node(s)" if nodes > 1 else ""
+        typer.echo(f"trained: {t.get('step')} steps on {t.get('world_size')} worker(s){where} in {t.get('seconds', 0):.0f} s")
 
 
 def _say_generated(g: dict, out: Path) -> None:
     typer.echo(
         f"generated: {g['count']:,} images in {g['shards']} shards under {g['location'].rstrip('/')}/shards "
-        f"({g['generated']:,} new, {g['images_per_s']:,.0f} images/s; {g['skipped_shards']} shards already done)"
+        f"({g['generated']:,} new, {g['images_per_s']:,.0f} images/s; {g['skipped_shards']} shards already done"
+        + (f"; on {g['nodes']} nodes" if g.get("nodes", 0) > 1 else "") + ")"
     )
     if g.get("features_for_report"):
         typer.echo(f"features: InceptionV3 features of {g['features_for_report']:,} samples for the report, computed "

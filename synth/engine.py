@@ -84,6 +84,7 @@ def cluster_gpus() -> int:
 
 def _train_worker(config: dict) -> None:
     """Ray Train entry point: one per worker process."""
+    import ray.train
     import torch
 
     from synth.spec import job_from_dict
@@ -93,7 +94,25 @@ def _train_worker(config: dict) -> None:
     threads = int(config.get("threads_per_worker", 1))
     torch.set_num_threads(threads)
     job = job_from_dict(config["job"])
+    _note_node(Path(config["out_dir"]), f"train-{ray.train.get_context().get_world_rank()}")
     train(job, config["out_dir"], log_lines=config.get("log_lines", True))
+
+
+NODES_DIR = ".synth/nodes"  # which Ray node ran what (provenance; not part of the reproducible output)
+
+
+def _note_node(out_dir: Path, what: str) -> None:
+    import ray
+
+    folder = out_dir / NODES_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / what).write_text(ray.get_runtime_context().get_node_id())
+
+
+def train_nodes(out_dir: Path, world_size: int) -> list[str | None]:
+    """The node of each training rank of the last run (None where not recorded)."""
+    folder = out_dir / NODES_DIR
+    return [(folder / f"train-{r}").read_text() if (folder / f"train-{r}").is_file() else None for r in range(world_size)]
 
 
 def train_on_ray(job: Job, out_dir: Path, log_lines: bool = True) -> dict:
@@ -136,7 +155,9 @@ def train_on_ray(job: Job, out_dir: Path, log_lines: bool = True) -> dict:
 
     state = read_state(out_dir / "checkpoints") or {}
     keys = ("step", "world_size", "replica_max_diff", "weights")
-    return {k: state[k] for k in keys if k in state}
+    found = {k: state[k] for k in keys if k in state}
+    found["nodes"] = train_nodes(out_dir, workers)
+    return found
 
 
 def _find_user_error(exc: BaseException) -> SynthError | None:
@@ -156,6 +177,13 @@ def _find_user_error(exc: BaseException) -> SynthError | None:
     return None
 
 
+def _on_its_node(fn: Callable, work, *shared) -> tuple[str, Any]:
+    """A map_shards task: (the node it ran on, ``fn(work, *shared)``)."""
+    import ray
+
+    return ray.get_runtime_context().get_node_id(), fn(work, *shared)
+
+
 def map_shards(
     fn: Callable,
     works: Iterable,
@@ -164,6 +192,7 @@ def map_shards(
     on_result: Callable[[Any], None],
     max_retries: int = 3,
     num_gpus: float = 0,
+    on_node: Callable[[Any, str], None] | None = None,
 ) -> int:
     """Run ``fn(work, *shared)`` as one Ray task per work item, at most ``max_in_flight`` at once.
 
@@ -171,11 +200,12 @@ def map_shards(
     flight, whatever the number of shards. Each of ``shared`` (weights: the
     generator's, Inception's) is put in the object store once. A task whose worker dies is retried by
     Ray (``max_retries``); ``fn`` is idempotent. Each task takes one CPU and ``num_gpus`` GPUs.
-    Returns the number of tasks run.
+    ``on_node(result, node_id)``: told which Ray node made each result. Returns the number of tasks run.
     """
     import ray
 
-    remote = ray.remote(num_cpus=1, num_gpus=num_gpus, max_retries=max_retries)(fn)
+    # named after fn: the dashboard, `ray list tasks` and the workers' process titles say what runs
+    remote = ray.remote(num_cpus=1, num_gpus=num_gpus, max_retries=max_retries)(_on_its_node).options(name=fn.__name__)
     shared_refs = [ray.put(x) for x in shared]
     pending: set = set()
     works = iter(works)
@@ -187,7 +217,7 @@ def map_shards(
             if work is None:
                 exhausted = True
             else:
-                pending.add(remote.remote(work, *shared_refs))
+                pending.add(remote.remote(fn, work, *shared_refs))
         if not pending:
             break
         # A bounded wait returns to Python often, so Ctrl-C stops the driver within a second (an
@@ -202,7 +232,10 @@ def map_shards(
                 if isinstance(cause, SynthError):
                     raise SynthError(str(cause)) from None
                 raise
+            node, result = result
             finished += 1
+            if on_node is not None:
+                on_node(result, node)
             on_result(result)
     return finished
 

@@ -289,8 +289,15 @@ def run_generate(job: Job, out: Path) -> dict:
             done["worker_peak_rss_mb"] = max(done["worker_peak_rss_mb"], result.peak_rss_mb)
             bar.update(result.num_samples, extra=f"shards {done['shards']}/{plan.num_shards}")
 
-        engine.map_shards(write_one_shard, todo(), shared, job.generate.num_workers, on_result)
+        nodes = read_shard_nodes(out)
+
+        def on_node(result, node: str) -> None:
+            nodes[result.name] = node
+
+        engine.map_shards(write_one_shard, todo(), shared, job.generate.num_workers, on_result, on_node=on_node)
     seconds = time.perf_counter() - t0
+    nodes = {name: node for name, node in nodes.items() if name in {s.name for s in plan.shards()}}
+    write_shard_nodes(out, nodes)
     summary = write_manifest(store, plan, names, job.output.name)
     made = done["made"]
     return {
@@ -302,6 +309,7 @@ def run_generate(job: Job, out: Path) -> dict:
         "generated": made,
         "skipped_shards": done["skipped"],
         "features_for_report": done["features"],
+        "nodes": len(set(nodes.values())),
         "seconds": seconds,
         "images_per_s": made / seconds if made else 0.0,
         "location": store.where(),
@@ -309,6 +317,25 @@ def run_generate(job: Job, out: Path) -> dict:
         "worker_peak_rss_mb": round(done["worker_peak_rss_mb"], 1),
         "driver_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
     }
+
+
+SHARD_NODES = ".synth/nodes/shards.json"
+
+
+def read_shard_nodes(out: Path) -> dict[str, str]:
+    """Which Ray node wrote each shard (of runs so far: a resumed run keeps the earlier shards' nodes)."""
+    try:
+        return dict(json.loads((out / SHARD_NODES).read_text()))
+    except (FileNotFoundError, ValueError):
+        return {}
+
+
+def write_shard_nodes(out: Path, nodes: dict[str, str]) -> None:
+    """Provenance beside the dataset, not in manifest.parquet: node ids change with every Ray session,
+    and the manifest is the same bytes on every run of the job."""
+    from synth.fsutil import atomic_write_bytes
+
+    atomic_write_bytes(out / SHARD_NODES, json.dumps(dict(sorted(nodes.items())), indent=1).encode())
 
 
 def remove_stale_shards(store, plan) -> None:

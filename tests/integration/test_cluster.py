@@ -60,9 +60,18 @@ def test_submitted_job_runs_on_both_nodes_and_makes_the_embedded_runs_bytes(clus
     proc = run_cli("submit", str(QUICKSTART), "--out", str(out), *JOB, "--wait", env=env, timeout_s=900)
     assert proc.returncode == 0, (proc.stdout[-3000:], proc.stderr[-3000:])
     job_id = proc.stdout.split("submitted: ", 1)[1].split()[0]
-    assert f"job {job_id} SUCCEEDED" in proc.stdout and "trained: 20 steps on 2 worker(s)" in proc.stdout
-    # two training workers of 1 CPU each on nodes of 1 CPU each: one on each node
+    assert f"job {job_id} SUCCEEDED" in proc.stdout and "trained: 20 steps on 2 worker(s) on 2 node(s)" in proc.stdout
     assert json.loads((out / "checkpoints" / "state.json").read_text())["world_size"] == 2
+    status = run_cli("cluster", "status", "--dir", str(root))
+    node_ids = {line.split()[0] for line in status.stdout.splitlines()[1:]}
+    assert len(node_ids) == 2
+    # the training ranks ran on different nodes, and the shards were written on both
+    train = [(out / ".synth" / "nodes" / f"train-{r}").read_text() for r in range(2)]
+    shards = json.loads((out / ".synth" / "nodes" / "shards.json").read_text())
+    assert sorted(shards) == [f"onnodes-{i:06d}.tar" for i in range(3)]
+    assert len(set(train)) == 2 and len(set(shards.values())) == 2
+    assert {n[:12] for n in train} == {n[:12] for n in shards.values()} == node_ids
+    assert "on 2 nodes" in proc.stdout
     local = tmp_path / "embedded"
     ran = run_cli("run", str(QUICKSTART), "--out", str(local), *JOB, timeout_s=900)
     assert ran.returncode == 0, ran.stderr[-3000:]

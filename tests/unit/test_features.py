@@ -2,20 +2,16 @@
 
 import numpy as np
 import pytest
-import torch
-from safetensors.torch import save
 
 from synth.data import resize_images
 from synth.generate.plan import Plan, head_counts, resolve_class_counts
-from synth.generate.worker import Encoding, GeneratorRef, ShardWork, write_one_shard
+from synth.generate.worker import Encoding, ShardWork, write_one_shard
 from synth.manifest import write_manifest
 from synth.metrics.evaluate import read_generated
 from synth.metrics.features import (FeatureTarget, extractor, feature_key, features_rel, fill_missing, local_pass,
                                     stored_features)  # fmt: skip
 from synth.fsutil import file_digest
 from synth.metrics.fid import inception_weights_path
-from synth.models import build_gan
-from synth.spec import GanModel
 from synth.storage import Store
 
 NAMES = tuple(str(i) for i in range(10))
@@ -38,14 +34,6 @@ def test_head_counts_examples():
     assert head_counts([5, 100, 100], 60) == [5, 28, 27]  # a short shard gives all it has
     assert head_counts([3, 3], 100) == [3, 3]
     assert head_counts([1000] * 10, 3) == [1, 0, 0, 1, 0, 0, 1, 0, 0, 0]  # fewer than shards: spread out
-
-
-@pytest.fixture(scope="module")
-def generator():
-    torch.manual_seed(0)
-    G, _, cfg = build_gan(GanModel(width=16, latent_dim=16), 8, 1, 10)
-    config = {"name": "dcgan_cond", "resolution": 8, "channels": 1, "num_classes": 10, "latent_dim": 16, "width": 16}
-    return GeneratorRef("dcgan_cond", config, "test-digest"), save(dict(G.state_dict()))
 
 
 def generate(root, generator, n_eval, features=True, plan_digest="plan-1"):

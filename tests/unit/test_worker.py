@@ -10,11 +10,10 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 from PIL import Image
-from safetensors.torch import save
 
 from synth.augment import AugmentSpec, replay
 from synth.generate.plan import Plan, resolve_class_counts
-from synth.generate.worker import (Encoding, GeneratorRef, ShardWork, load_generator, part_rel, sample_images,
+from synth.generate.worker import (Encoding, ShardWork, load_generator, part_rel, sample_images,
                                    shard_is_done, write_one_shard)  # fmt: skip
 from synth.manifest import write_manifest
 from synth.models import build_gan
@@ -22,14 +21,6 @@ from synth.spec import GanModel
 from synth.storage import Store
 
 NAMES = tuple(str(i) for i in range(10))
-
-
-@pytest.fixture(scope="module")
-def generator():
-    torch.manual_seed(0)
-    G, _, cfg = build_gan(GanModel(width=16, latent_dim=16), 8, 1, 10)
-    config = {"name": "dcgan_cond", "resolution": 8, "channels": 1, "num_classes": 10, "latent_dim": 16, "width": 16}
-    return GeneratorRef("dcgan_cond", config, "test-digest"), save(dict(G.state_dict()))
 
 
 def works(root, ref, batch_size=16, count=25, shard_size=10, copies=1, **kw):

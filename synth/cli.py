@@ -481,8 +481,8 @@ def cluster_down(dir_: DirOpt = None) -> None:
     from synth import cluster
 
     root = _cluster_root(dir_)
-    stopped = cluster.down(root, say=typer.echo)
-    typer.echo(f"cluster down: {stopped} node(s) stopped")
+    stopped, killed = cluster.down(root)
+    typer.echo(f"cluster down: {stopped} node(s) stopped" + (f" ({killed} killed after 10 s)" if killed else ""))
 
 
 def _say_trained(t: dict) -> None:

@@ -146,7 +146,7 @@ def up(root: Path, nodes: int, cpus_per_node: int | None = None, object_store_mb
                 say(f"head node up: {state['address']} (dashboard {state['dashboard']})")
         wait_for(lambda: len(alive_nodes(state, root)) >= nodes, timeout, f"{nodes} nodes", root / f"node-{nodes - 1}.log")
     except BaseException:
-        down(root, say=lambda _: None)
+        down(root)
         raise
     # RAY_ADDRESS: the Jobs API (synth submit|status|logs|stop|jobs, and `ray job`); `synth run --address`
     # takes the Ray address itself (state["address"])
@@ -201,10 +201,12 @@ def status(root: Path) -> tuple[dict, list[dict]]:
         raise SynthError(f"{state['dashboard']}: the dashboard does not answer ({exc})") from None
 
 
-def down(root: Path, timeout: float = 30.0, say=print) -> int:
-    """Stop the nodes started from ``root`` (workers first), by their process groups; returns how many
-    were running. SIGTERM lets ``ray start --block`` stop its node's processes; what is left after
-    ``timeout`` gets SIGKILL."""
+def down(root: Path, timeout: float = 10.0) -> tuple[int, int]:
+    """Stop the nodes started from ``root`` (workers first), by their process groups; returns (how many
+    were running, how many of those had to be killed). SIGTERM asks ``ray start --block`` to stop
+    its node's processes; a node still up after ``timeout`` (common once jobs have run: Ray's own
+    shutdown takes tens of seconds) gets SIGKILL for its whole process group, which holds only what
+    that ``ray start`` started."""
     state = read_state(root)
     if state is None:
         raise SynthError(f"{root}: no cluster started from here")
@@ -212,20 +214,24 @@ def down(root: Path, timeout: float = 30.0, say=print) -> int:
     running = [n for n in nodes if alive(n["pid"])]
     for n in running:
         try:
-            os.kill(n["pid"], signal.SIGTERM)  # `ray start --block` stops its node's processes on SIGTERM
+            os.kill(n["pid"], signal.SIGTERM)
         except ProcessLookupError:
             pass
     t0 = time.monotonic()
     while any(alive(n["pid"]) for n in running) and time.monotonic() - t0 < timeout:
-        time.sleep(0.5)
+        time.sleep(0.25)
+    killed = 0
     for n in running:
         if alive(n["pid"]):
-            say(f"node {n['role']} (pid {n['pid']}) did not stop in {timeout:.0f} s: killing its processes")
+            killed += 1
             try:
                 os.killpg(n["pid"], signal.SIGKILL)
             except ProcessLookupError:
                 pass
+    t0 = time.monotonic()
+    while any(alive(n["pid"]) for n in running) and time.monotonic() - t0 < 10:
+        time.sleep(0.25)
     shutil.rmtree(state["temp_dir"], ignore_errors=True)
     (root / STATE).unlink(missing_ok=True)
     (root / ENV).unlink(missing_ok=True)
-    return len(running)
+    return len(running), killed

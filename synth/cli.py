@@ -346,13 +346,17 @@ def _wait_for(url: str, job_id: str) -> None:
 
     from synth import engine
 
-    engine.follow_job_logs(url, job_id, lambda text: typer.echo(text, nl=False))
-    info = engine.job_info(url, job_id)
-    while info["status"] not in TERMINAL:  # the log can end a moment before the status does
-        time.sleep(1.0)
+    try:
+        engine.follow_job_logs(url, job_id, lambda text: typer.echo(text, nl=False))
         info = engine.job_info(url, job_id)
+        while info["status"] not in TERMINAL:  # the log can end a moment before the status does
+            time.sleep(1.0)
+            info = engine.job_info(url, job_id)
+    except KeyboardInterrupt:  # stops the waiting, not the job
+        fail(f"stopped waiting; job {job_id} runs on (synth logs {job_id} --follow, synth stop {job_id})", 130)
     if info["status"] != "SUCCEEDED":
-        fail(f"job {job_id} {info['status']}: {(info['message'] or '').strip().splitlines()[-1:] or ''}", 1)
+        lines = (info["message"] or "").strip().splitlines()
+        fail(f"job {job_id} {info['status']}" + (f": {lines[-1]}" if lines else ""), 1)
     typer.echo(f"job {job_id} SUCCEEDED")
 
 
@@ -419,7 +423,8 @@ def jobs(address: JobsAddrOpt = None) -> None:
         typer.echo("no jobs")
 
 
-cluster_app = typer.Typer(help="A multi-node Ray cluster on this machine (loopback only): up, status, down.",
+cluster_app = typer.Typer(help="A multi-node Ray cluster on this machine (on 127.0.0.1, with its own token): up, "
+                          "status, down.",
                           no_args_is_help=True)  # fmt: skip
 app.add_typer(cluster_app, name="cluster")
 DirOpt = Annotated[Optional[Path], typer.Option("--dir", help="the cluster's folder (default: $SYNTH_CLUSTER_DIR or "

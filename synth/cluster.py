@@ -4,8 +4,9 @@ Each node is one ``ray start --block`` process that we start in a session of its
 ``down`` stops exactly what ``up`` started (the process group of each node, by the ids recorded in
 the cluster folder), never other Ray processes on the machine. Every node listens on 127.0.0.1 (Ray
 keeps to it when only the loopback interface exists: run inside a loopback-only network namespace,
-as scripts/loopback.sh does, for a guarantee), on ports picked free at start-up, and requires the
-cluster's own token (Ray's token authentication; the file is private to the user).
+as scripts/loopback.sh does, for a guarantee), on ports free at start-up (worker ports in a range
+below the kernel's ephemeral ports, checked free), and requires the cluster's own token (Ray's
+token authentication; the file is created private to the user).
 
 The cluster folder (``--dir``, default ``$SYNTH_CLUSTER_DIR`` or ``~/.synth/cluster``) holds
 ``cluster.json`` (addresses, nodes, process ids), ``auth_token``, ``env`` (what a shell sources to
@@ -17,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -89,9 +91,10 @@ def alive(pid: int) -> bool:
     return False
 
 
-def node_command(head: bool, cpus: int, object_store_mb: int, state: dict, worker_ports: tuple[int, int]) -> list[str]:
+def node_command(ray: str, head: bool, cpus: int, object_store_mb: int, state: dict,
+                 worker_ports: tuple[int, int]) -> list[str]:  # fmt: skip
     """``ray start --block`` for one node, every port of its own (several nodes share this machine)."""
-    cmd = [ray_executable(), "start", "--block", "--node-ip-address=127.0.0.1", f"--num-cpus={cpus}", "--num-gpus=0",
+    cmd = [ray, "start", "--block", "--node-ip-address=127.0.0.1", f"--num-cpus={cpus}", "--num-gpus=0",
            f"--object-store-memory={object_store_mb * 1024 * 1024}",
            f"--node-manager-port={free_port()}", f"--object-manager-port={free_port()}",
            f"--runtime-env-agent-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
@@ -115,10 +118,13 @@ def up(root: Path, nodes: int, cpus_per_node: int | None = None, object_store_mb
     if old is not None and any(alive(n["pid"]) for n in old["nodes"]):
         raise SynthError(f"{root}: a cluster started from here is still up; `synth cluster down --dir {root}` first")
     cpus = cpus_per_node or max(1, (os.cpu_count() or 1) // nodes)
-    root.mkdir(parents=True, exist_ok=True)
+    ray = ray_executable()
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
     token = root / TOKEN
-    token.write_text(secrets.token_hex(32))
-    token.chmod(0o600)
+    token.unlink(missing_ok=True)
+    fd = os.open(token, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # private from its first byte
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secrets.token_hex(32))
     gcs, dashboard = free_port(), free_port()
     state = {
         "address": f"127.0.0.1:{gcs}",
@@ -131,27 +137,29 @@ def up(root: Path, nodes: int, cpus_per_node: int | None = None, object_store_mb
     }
     env = {**os.environ, **auth_env(root)}
     env.pop("RAY_ADDRESS", None)
-    base = 20000 + (gcs % 200) * 200  # worker ports: a range of 100 per node, apart from other clusters'
+    save_state(root, state)  # before any process starts: whatever fails below, `down` finds what there is
+    procs: list[subprocess.Popen] = []
     try:
         for i in range(nodes):
             log = root / f"node-{i}.log"
-            cmd = node_command(i == 0, cpus, object_store_mb, state, (base + 100 * i, base + 100 * i + 99))
+            cmd = node_command(ray, i == 0, cpus, object_store_mb, state, free_range(100))
             with open(log, "wb") as fh:
-                proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                                        start_new_session=True)  # fmt: skip
-            state["nodes"].append({"role": "head" if i == 0 else "worker", "pid": proc.pid, "log": str(log)})
+                procs.append(subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                              env=env, start_new_session=True))  # fmt: skip
+            state["nodes"].append({"role": "head" if i == 0 else "worker", "pid": procs[-1].pid, "log": str(log)})
             save_state(root, state)
             if i == 0:
-                wait_for(lambda: len(alive_nodes(state, root)) >= 1, timeout, "the head node", log)
+                wait_for(lambda: len(alive_nodes(state, root)) >= 1, timeout, "the head node", log, procs)
                 say(f"head node up: {state['address']} (dashboard {state['dashboard']})")
-        wait_for(lambda: len(alive_nodes(state, root)) >= nodes, timeout, f"{nodes} nodes", root / f"node-{nodes - 1}.log")
+        wait_for(lambda: len(alive_nodes(state, root)) >= nodes, timeout, f"{nodes} nodes",
+                 root / f"node-{nodes - 1}.log", procs)  # fmt: skip
     except BaseException:
         down(root)
         raise
     # RAY_ADDRESS: the Jobs API (synth submit|status|logs|stop|jobs, and `ray job`); `synth run --address`
     # takes the Ray address itself (state["address"])
-    (root / ENV).write_text("".join(f"export {k}={v}\n" for k, v in {"RAY_ADDRESS": state["dashboard"],
-                                                                     **auth_env(root)}.items()))  # fmt: skip
+    (root / ENV).write_text("".join(f"export {k}={shlex.quote(v)}\n" for k, v in {"RAY_ADDRESS": state["dashboard"],
+                                                                                  **auth_env(root)}.items()))  # fmt: skip
     return state
 
 
@@ -159,17 +167,41 @@ def save_state(root: Path, state: dict) -> None:
     atomic_write_bytes(root / STATE, json.dumps(state, indent=2).encode())
 
 
-def wait_for(check, timeout: float, what: str, log: Path) -> None:
+def wait_for(check, timeout: float, what: str, log: Path, procs=()) -> None:
+    """Until ``check()``; fails (naming the log) at ``timeout``, or at once if a node's process exited."""
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
         try:
             if check():
                 return
-        except (OSError, ValueError):
+        except (OSError, ValueError, KeyError):
             pass
+        dead = [p for p in procs if p.poll() is not None]
+        if dead:
+            raise SynthError(f"a node's `ray start` exited ({dead[0].returncode}) before {what} were up; see "
+                             f"{log.parent}/node-*.log")  # fmt: skip
         time.sleep(1.0)
     tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.is_file() else []
     raise SynthError(f"{what} not up after {timeout:.0f} s; see {log}" + (f" ({tail[0][:200]})" if tail else ""))
+
+
+def free_range(n: int) -> tuple[int, int]:
+    """A range of ``n`` free ports below the kernel's ephemeral range (where free_port's come from)."""
+    import random
+
+    for _ in range(200):
+        start = random.randrange(10000, 32768 - n)
+        taken = False
+        for port in range(start, start + n):
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    taken = True
+                    break
+        if not taken:
+            return start, start + n - 1
+    raise SynthError(f"no {n} free ports in a row on 127.0.0.1 between 10000 and 32767")
 
 
 def api(state: dict, root: Path, path: str) -> dict:

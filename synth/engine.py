@@ -142,6 +142,8 @@ def train_on_ray(job: Job, out_dir: Path, log_lines: bool = True) -> dict:
             failure_config=FailureConfig(max_failures=0),
         ),
     )
+    for stale in (out_dir / NODES_DIR).glob("train-*"):
+        stale.unlink()  # a rank this run does not have must not be reported
     try:
         result = trainer.fit()
     except Exception as exc:  # Ray wraps worker errors; surface a user error as its own line
@@ -261,8 +263,21 @@ def job_client(address: str | None):
     address = jobs_address(address)
     try:
         return JobSubmissionClient(address)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
+    except _api_errors() as exc:
+        if type(exc).__name__ == "AuthenticationError":
+            raise SynthError(f"--address {address}: refused: this cluster wants its token (set RAY_AUTH_MODE=token "
+                             "and RAY_AUTH_TOKEN_PATH, e.g. source the cluster's env file)") from None  # fmt: skip
         raise SynthError(f"--address {address}: cannot reach the Ray Jobs API ({_first_line(exc)})") from None
+
+
+def _api_errors() -> tuple[type[BaseException], ...]:
+    """What the Jobs API client raises for a refused, failed or unreachable request."""
+    import aiohttp
+    import requests
+    from ray.exceptions import AuthenticationError
+
+    return (ConnectionError, RuntimeError, ValueError, AuthenticationError, requests.RequestException,
+            aiohttp.ClientError)  # fmt: skip
 
 
 def _first_line(exc: BaseException) -> str:
@@ -275,9 +290,9 @@ def _job_errors(job_id: str | None = None) -> Iterator[None]:
     """A Jobs API failure as one line (an unknown id, a refused request)."""
     try:
         yield
-    except RuntimeError as exc:
+    except _api_errors() as exc:
         text = _first_line(exc)
-        if job_id and ("404" in text or "does not exist" in text):
+        if job_id and ("404" in text or "does not exist" in text or "Not Found" in text):
             raise SynthError(f"job {job_id}: no such job on this cluster") from None
         raise SynthError(f"Ray Jobs API: {text}") from None
 

@@ -290,14 +290,18 @@ def run_generate(job: Job, out: Path) -> dict:
             bar.update(result.num_samples, extra=f"shards {done['shards']}/{plan.num_shards}")
 
         nodes = read_shard_nodes(out)
+        this_run: set[str] = set()
 
         def on_node(result, node: str) -> None:
             nodes[result.name] = node
+            this_run.add(node)
 
-        engine.map_shards(write_one_shard, todo(), shared, job.generate.num_workers, on_result, on_node=on_node)
+        try:
+            engine.map_shards(write_one_shard, todo(), shared, job.generate.num_workers, on_result, on_node=on_node)
+        finally:  # an interrupted run keeps the nodes of the shards it finished
+            names = {s.name for s in plan.shards()}
+            write_shard_nodes(out, {name: node for name, node in nodes.items() if name in names})
     seconds = time.perf_counter() - t0
-    nodes = {name: node for name, node in nodes.items() if name in {s.name for s in plan.shards()}}
-    write_shard_nodes(out, nodes)
     summary = write_manifest(store, plan, names, job.output.name)
     made = done["made"]
     return {
@@ -309,7 +313,7 @@ def run_generate(job: Job, out: Path) -> dict:
         "generated": made,
         "skipped_shards": done["skipped"],
         "features_for_report": done["features"],
-        "nodes": len(set(nodes.values())),
+        "nodes": len(this_run),  # the nodes that wrote shards in this run
         "seconds": seconds,
         "images_per_s": made / seconds if made else 0.0,
         "location": store.where(),
@@ -485,7 +489,8 @@ def submission(job: Job, job_path: Path, out: Path, address: str, python: str | 
     host = urlparse(address).hostname or ""
     python = python or (sys.executable if host in ("127.0.0.1", "localhost", "::1") else "python")
     run = shlex.join([python, "-m", "synth.cli", "run"]) + ' "$f" ' + shlex.join(["--out", str(out), "--address", "auto"])
-    entrypoint = f'f=$(mktemp -t synth-job-XXXXXX.yaml) && printf "%s" "$SYNTH_JOB_YAML" > "$f" && exec {run}'
+    entrypoint = (f'f=$(mktemp -t synth-job.XXXXXX) && printf "%s" "$SYNTH_JOB_YAML" > "$f" && {{ {run}; s=$?; '
+                  'rm -f "$f"; exit $s; }')  # fmt: skip
     runtime_env = {"py_modules": [str(Path(synth.__file__).parent)],
                    "env_vars": {"SYNTH_JOB_YAML": job.to_yaml(), "RAY_DEDUP_LOGS": "0", "PYTHONUNBUFFERED": "1"}}  # fmt: skip
     metadata = {"synth_job": str(job_path), "synth_out": str(out), "synth_name": job.output.name}

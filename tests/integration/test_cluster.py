@@ -51,7 +51,11 @@ def test_cluster_is_two_nodes_on_loopback_with_a_private_token(cluster):
 def test_a_request_without_the_token_is_refused(cluster):
     _, state, env = cluster
     proc = run_cli("jobs", "--address", state["dashboard"], env={"RAY_AUTH_MODE": "disabled"})
-    assert proc.returncode != 0
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
+        f"error: --address {state['dashboard']}: refused: this cluster wants its token (set RAY_AUTH_MODE=token "
+        "and RAY_AUTH_TOKEN_PATH, e.g. source the cluster's env file)"]
+    with_token = run_cli("jobs", "--address", state["dashboard"], env=env)
+    assert with_token.returncode == 0, with_token.stderr
 
 
 def test_submitted_job_runs_on_both_nodes_and_makes_the_embedded_runs_bytes(cluster, tmp_path):
@@ -89,8 +93,13 @@ def test_submitted_job_runs_on_both_nodes_and_makes_the_embedded_runs_bytes(clus
 
 def test_job_tools_say_one_line_for_bad_input(cluster, tmp_path):
     _, state, env = cluster
-    proc = run_cli("status", "raysubmit_nosuchjob", env=env)
-    assert proc.returncode == 2 and proc.stderr.strip() == "error: job raysubmit_nosuchjob: no such job on this cluster"
+    for command in (["status"], ["logs"], ["logs", "--follow"], ["stop"]):
+        proc = run_cli(*command, "raysubmit_nosuchjob", env=env)
+        assert proc.returncode == 2, (command, proc.stderr)
+        assert proc.stderr.strip() == "error: job raysubmit_nosuchjob: no such job on this cluster", command
+    nobody = run_cli("jobs", "--address", "http://127.0.0.1:9")  # nothing listens there
+    assert nobody.returncode == 2 and len(nobody.stderr.strip().splitlines()) == 1
+    assert "cannot reach the Ray Jobs API" in nobody.stderr
     proc = run_cli("submit", str(QUICKSTART), "--out", str(tmp_path / "x"), "--address", "127.0.0.1:6379")
     assert proc.returncode == 2 and "needs the dashboard's address" in proc.stderr
     failing = run_cli("submit", str(QUICKSTART), "--out", str(tmp_path / "bad"), "--set", "data.source=folder",

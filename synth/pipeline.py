@@ -299,8 +299,8 @@ def run_generate(job: Job, out: Path) -> dict:
         try:
             engine.map_shards(write_one_shard, todo(), shared, job.generate.num_workers, on_result, on_node=on_node)
         finally:  # an interrupted run keeps the nodes of the shards it finished
-            names = {s.name for s in plan.shards()}
-            write_shard_nodes(out, {name: node for name, node in nodes.items() if name in names})
+            planned = {s.name for s in plan.shards()}
+            write_shard_nodes(out, {shard: node for shard, node in nodes.items() if shard in planned})
     seconds = time.perf_counter() - t0
     summary = write_manifest(store, plan, names, job.output.name)
     made = done["made"]

@@ -18,6 +18,11 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def data_digest(data: bytes) -> str:
+    """``file_digest`` of bytes already in memory."""
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
 def file_digest(path: Path) -> str:
     """The first 16 hex digits of a file's SHA-256."""
     h = hashlib.sha256()

@@ -15,7 +15,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from synth.errors import SynthError
-from synth.fsutil import file_digest
+from synth.fsutil import data_digest
 from synth.progress import note
 from synth.spec import Job, digest
 
@@ -201,41 +201,40 @@ def generation_plan(job: Job, out: Path, data=None):
     plan_digest = digest({"plan": asdict(plan), "generator": meta["digest"], "encoding": asdict(encoding),
                           "augment": job.augment.model_dump(mode="json"), **({"sampling": record} if record else {})})
     store = dataset_store(job, out)
-    target, takes = feature_target(job, plan)
+    target, takes, inception = feature_target(job, plan)
     works = (ShardWork(store, plan, s, g.batch_size, plan_digest, ref, tuple(names), encoding, job.augment,
-                       g.prefetch, sampling, replace(target, take=int(takes[s.index])) if target else None)
+                       g.prefetch, sampling, replace(target, take=takes[s.index]) if target else None)
              for s in plan.shards())  # fmt: skip
     # what every worker gets once, through the object store: the generator's weights, and Inception's
-    shared = (weights,) if target is None else (weights, Path(target.weights_file).read_bytes())
+    shared = (weights,) if target is None else (weights, inception)
     return plan, works, shared, names
 
 
 def feature_target(job: Job, plan):
-    """What the generation workers compute for evaluation (evaluate.features_at_generation), and per
-    shard how many of its first samples (plan.head_counts): (FeatureTarget, takes) or (None, None).
+    """What the generation workers compute for evaluation (evaluate.features_at_generation): the
+    FeatureTarget, per shard how many of its first samples (plan.head_counts), and the Inception
+    weights' bytes (read once: hashed here, shipped to the workers); or (None, None, None).
 
     Without Inception weights here the workers compute nothing (evaluation will say what is missing),
     unless the job names a weights file, which must then exist."""
-    import numpy as np
-
     from synth.generate.plan import head_counts
     from synth.metrics.features import FeatureTarget
     from synth.metrics.fid import inception_weights_path
 
     e = job.evaluate
     if not (e.inception and e.features_at_generation):
-        return None, None
+        return None, None, None
     try:
-        weights = inception_weights_path(e.inception_weights)
+        path = inception_weights_path(e.inception_weights)
     except SynthError:
         if e.inception_weights:
             raise
         note("no InceptionV3 weights here: the generation workers do not compute the evaluation's features")
-        return None, None
-    sizes = np.full(plan.num_shards, plan.shard_size, dtype=np.int64)
-    sizes[-1] = plan.count - plan.shard_size * (plan.num_shards - 1)
-    takes = head_counts(sizes, e.num_samples)
-    return FeatureTarget(0, job.data.resolution, job.data.channels, file_digest(weights), str(weights)), takes
+        return None, None, None
+    takes = head_counts((s.size for s in plan.shards()), e.num_samples)
+    inception = path.read_bytes()
+    target = FeatureTarget(0, job.data.resolution, job.data.channels, data_digest(inception))
+    return target, takes, inception
 
 
 def preflight_generate(job: Job, out: Path) -> None:

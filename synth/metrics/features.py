@@ -89,13 +89,12 @@ def chunk_features(chunk: Chunk, weights: bytes) -> tuple[int, np.ndarray]:
 class FeatureTarget:
     """Features for a generation worker to compute: of the shard's first ``take`` samples
     (plan.head_counts), judged at ``size`` x ``size`` x ``channels``, with the weights of this digest
-    (their bytes reach the worker through the object store; ``weights_file`` is the driver's copy)."""
+    (their bytes reach the worker through the object store)."""
 
     take: int
     size: int
     channels: int
     digest: str
-    weights_file: str
 
 
 def shard_features(target: FeatureTarget, indices: list[int], images: list[np.ndarray], weights: bytes,

@@ -46,7 +46,7 @@ def generate(root, generator, n_eval, features=True, plan_digest="plan-1"):
     inception = path.read_bytes()
     store = Store(root)
     for s in plan.shards():
-        target = FeatureTarget(takes[s.index], 8, 1, file_digest(path), str(path)) if features else None
+        target = FeatureTarget(takes[s.index], 8, 1, file_digest(path)) if features else None
         write_one_shard(ShardWork(store, plan, s, 16, plan_digest, ref, NAMES, Encoding("jpg", quality=60, resolution=12),
                                   features=target), weights, inception)  # fmt: skip
     write_manifest(store, plan, list(NAMES))

@@ -63,7 +63,7 @@ def setup_out(args, tmp: Path):
     sets = [f"seed={saved['seed']}", f"output.name={saved['output']['name']}",
             f"model.latent_dim={saved['model']['latent_dim']}", f"model.width={saved['model']['width']}",
             f"generate.count={args.count}", f"generate.shard_size={args.shard_size}",
-            f"generate.batch_size={args.batch_size}", f"generate.num_workers={args.workers}",
+            f"generate.batch_size={args.batch_size}", f"resources.generate_tasks={args.workers}",
             "evaluate.features_at_generation=false"]  # fmt: skip (generation alone; bench/features.py times that)
     if args.prefetch is not None:
         sets.append(f"generate.prefetch={args.prefetch}")
@@ -144,7 +144,7 @@ def main() -> None:
         for workers in sorted({1, args.workers}):
             for p in (out / "shards", out / ".synth" / "parts"):
                 shutil.rmtree(p, ignore_errors=True)
-            wjob = job.model_copy(update={"generate": job.generate.model_copy(update={"num_workers": workers})})
+            wjob = job.model_copy(update={"resources": job.resources.model_copy(update={"generate_tasks": workers})})
             t0 = time.perf_counter()
             made = pipeline.run_generate(wjob, out)
             total = time.perf_counter() - t0

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from synth.errors import SynthError
+from synth.placement import Placement, place
 from synth.spec import Job
 
 log = logging.getLogger("synth")
@@ -42,8 +43,10 @@ def ray_session(address: str | None = None) -> Iterator[None]:
     else:
         kwargs.update(include_dashboard=True, dashboard_host="127.0.0.1")
     hidden = os.environ.pop("RAY_ADDRESS", None) if not address else None  # an http one is for the Jobs API
+    global _EMBEDDED
     try:
         ray.init(**kwargs)
+        _EMBEDDED = not address
     except ConnectionError as exc:
         raise SynthError(f"--address {address}: cannot connect to Ray ({exc})") from None
     finally:
@@ -52,7 +55,23 @@ def ray_session(address: str | None = None) -> Iterator[None]:
     try:
         yield
     finally:
+        _EMBEDDED = False
         ray.shutdown()
+
+
+_EMBEDDED = False  # the Ray in use is one ray_session started here: it cannot add nodes
+
+
+def placement(job: Job, stage: str) -> Placement:
+    """The job's placement on the Ray in use (placement.place) for ``stage`` (train, generate), its
+    warnings logged."""
+    import ray
+
+    found = ray.cluster_resources()
+    placed, warnings = place(job, int(found.get("CPU", 0)), float(found.get("GPU", 0)), not _EMBEDDED, stage)
+    for line in warnings:
+        log.warning(f"[synth] {line}")
+    return placed
 
 
 @contextmanager
@@ -91,11 +110,10 @@ def _train_worker(config: dict) -> None:
     from synth.train.loop import train
 
     logging.getLogger("synth").setLevel(logging.INFO)
-    threads = int(config.get("threads_per_worker", 1))
-    torch.set_num_threads(threads)
+    torch.set_num_threads(int(config["threads_per_worker"]))
     job = job_from_dict(config["job"])
     _note_node(Path(config["out_dir"]), f"train-{ray.train.get_context().get_world_rank()}")
-    train(job, config["out_dir"], log_lines=config.get("log_lines", True))
+    train(job, config["out_dir"], log_lines=config.get("log_lines", True), use_gpu=config["use_gpu"])
 
 
 NODES_DIR = ".synth/nodes"  # which Ray node ran what (provenance; not part of the reproducible output)
@@ -124,18 +142,19 @@ def train_on_ray(job: Job, out_dir: Path, log_lines: bool = True) -> dict:
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    workers = job.train.num_workers
-    use_gpu = job.train.use_gpu if job.train.use_gpu is not None else cluster_gpus() > 0
-    cpus = 1 if use_gpu else max(1, cluster_cpus() // workers)
+    placed = placement(job, "train")
+    workers = placed.train_workers
+    resources = {"CPU": placed.train_cpus, **({"GPU": placed.train_gpus} if placed.gpu else {})}
     trainer = TorchTrainer(
         _train_worker,
         train_loop_config={
             "job": job.model_dump(mode="json"),
             "out_dir": str(out_dir.resolve()),
-            "threads_per_worker": cpus,
+            "threads_per_worker": placed.train_cpus,
+            "use_gpu": placed.gpu,
             "log_lines": log_lines,
         },
-        scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu, resources_per_worker={"CPU": cpus}),
+        scaling_config=ScalingConfig(num_workers=workers, use_gpu=placed.gpu, resources_per_worker=resources),
         run_config=RunConfig(
             name="train",
             storage_path=str((out_dir / ".synth" / "ray_train").resolve()),
@@ -179,10 +198,12 @@ def _find_user_error(exc: BaseException) -> SynthError | None:
     return None
 
 
-def _on_its_node(fn: Callable, work, *shared) -> tuple[str, Any]:
-    """A map_shards task: (the node it ran on, ``fn(work, *shared)``)."""
+def _on_its_node(fn: Callable, threads: int, work, *shared) -> tuple[str, Any]:
+    """A map_shards task: (the node it ran on, ``fn(work, *shared)``), torch on ``threads`` threads."""
     import ray
+    import torch
 
+    torch.set_num_threads(threads)  # a reused worker process may have run a task of another size
     return ray.get_runtime_context().get_node_id(), fn(work, *shared)
 
 
@@ -193,6 +214,7 @@ def map_shards(
     max_in_flight: int,
     on_result: Callable[[Any], None],
     max_retries: int = 3,
+    num_cpus: int = 1,
     num_gpus: float = 0,
     on_node: Callable[[Any, str], None] | None = None,
 ) -> int:
@@ -201,13 +223,15 @@ def map_shards(
     ``works`` is consumed lazily, so the driver holds only the tasks in
     flight, whatever the number of shards. Each of ``shared`` (weights: the
     generator's, Inception's) is put in the object store once. A task whose worker dies is retried by
-    Ray (``max_retries``); ``fn`` is idempotent. Each task takes one CPU and ``num_gpus`` GPUs.
+    Ray (``max_retries``); ``fn`` is idempotent. Each task takes ``num_cpus`` CPUs (torch runs that
+    many threads in it) and ``num_gpus`` GPUs.
     ``on_node(result, node_id)``: told which Ray node made each result. Returns the number of tasks run.
     """
     import ray
 
     # named after fn: the dashboard, `ray list tasks` and the workers' process titles say what runs
-    remote = ray.remote(num_cpus=1, num_gpus=num_gpus, max_retries=max_retries)(_on_its_node).options(name=fn.__name__)
+    remote = ray.remote(num_cpus=num_cpus, num_gpus=num_gpus, max_retries=max_retries)(_on_its_node)
+    remote = remote.options(name=fn.__name__)
     shared_refs = [ray.put(x) for x in shared]
     pending: set = set()
     works = iter(works)
@@ -219,7 +243,7 @@ def map_shards(
             if work is None:
                 exhausted = True
             else:
-                pending.add(remote.remote(fn, work, *shared_refs))
+                pending.add(remote.remote(fn, num_cpus, work, *shared_refs))
         if not pending:
             break
         # A bounded wait returns to Python often, so Ctrl-C stops the driver within a second (an

@@ -181,10 +181,10 @@ def sampling_of(job: Job):
     return Sampling(g.truncation, g.sampler, g.steps, g.eta, g.guidance)
 
 
-def generation_plan(job: Job, out: Path, data=None):
+def generation_plan(job: Job, out: Path, data=None, device: str = "cpu"):
     """The plan, one ShardWork per shard (lazily), what the workers share (``write_one_shard``'s
     arguments after the work: the generator's weights, and Inception's if they compute features) and
-    the class names."""
+    the class names. ``device``: where the workers run the generator (engine.placement)."""
     from synth.generate.plan import Plan
     from synth.generate.worker import Encoding, GeneratorRef, ShardWork
     from synth.train import checkpoint as ckpt
@@ -203,7 +203,7 @@ def generation_plan(job: Job, out: Path, data=None):
     store = dataset_store(job, out)
     target, takes, inception = feature_target(job, plan)
     works = (ShardWork(store, plan, s, g.batch_size, plan_digest, ref, tuple(names), encoding, job.augment,
-                       g.prefetch, sampling, replace(target, take=takes[s.index]) if target else None)
+                       g.prefetch, sampling, replace(target, take=takes[s.index]) if target else None, device)
              for s in plan.shards())  # fmt: skip
     # what every worker gets once, through the object store: the generator's weights, and Inception's
     shared = (weights,) if target is None else (weights, inception)
@@ -262,7 +262,8 @@ def run_generate(job: Job, out: Path) -> dict:
 
     check_out_dir(out, job, must_exist=True)
     check_dataset_store(job, out)
-    plan, works, shared, names = generation_plan(job, out)
+    placed = engine.placement(job, "generate")
+    plan, works, shared, names = generation_plan(job, out, device=placed.generate_device)
     claim_out_dir(out, job)  # records output.url, so `synth verify OUT` and `synth evaluate` find the dataset
     store = dataset_store(job, out)
     if job.output.url:
@@ -296,7 +297,8 @@ def run_generate(job: Job, out: Path) -> dict:
             this_run.add(node)
 
         try:
-            engine.map_shards(write_one_shard, todo(), shared, job.generate.num_workers, on_result, on_node=on_node)
+            engine.map_shards(write_one_shard, todo(), shared, placed.generate_tasks, on_result,
+                              num_cpus=placed.generate_cpus, num_gpus=placed.generate_gpus, on_node=on_node)
         finally:  # an interrupted run keeps the nodes of the shards it finished
             planned = {s.name for s in plan.shards()}
             write_shard_nodes(out, {shard: node for shard, node in nodes.items() if shard in planned})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Union
 
@@ -158,8 +159,11 @@ class TrainSpec(_Section):
 
     steps: int = Field(3000, ge=1)
     batch_size: int = Field(64, ge=1, description="global batch: split across workers")
-    num_workers: int = Field(1, ge=1, description="Ray Train workers (processes, one per GPU on a GPU cluster)")
-    use_gpu: bool | None = Field(None, description="null: use GPUs when the cluster has them")
+    num_workers: int = Field(1, ge=1, description="Ray Train workers (processes, one per GPU on a GPU cluster); "
+                             "each draws its own latents, so this is part of what the run computes")
+    mixed_precision: Literal["no", "bf16", "fp16"] = Field(
+        "no", description="Accelerate mixed precision: bf16 (GPU or CPU) or fp16 (GPU only, with loss scaling)"
+    )
     lr_g: float | None = Field(None, gt=0, description="learning rate of the generator (GAN) or the model; "
                                "default: the model family's")
     lr_d: float | None = Field(None, gt=0, description="GAN: learning rate of the discriminator")
@@ -234,7 +238,6 @@ class GenerateSpec(_Section):
     shard_size: int = Field(1_000, ge=1, description="samples per shard (the last shard may be smaller)")
     batch_size: int = Field(250, ge=1, description="images sampled ahead and handed to the encoder at once "
                             "(the generator itself always runs on 64 rows at a time)")
-    num_workers: int = Field(2, ge=1, description="shard tasks running at once")
     prefetch: int = Field(
         1, ge=0, le=8, description="generator batches made ahead in a background thread, overlapping sampling "
         "with encoding (0: none); never changes the output"
@@ -280,6 +283,30 @@ class EvaluateSpec(_Section):
                                    "nearest training images (the closest pairs first)")  # fmt: skip
 
 
+class ResourcesSpec(_Section):
+    """What each training worker and generation task asks the cluster for, and how many run at once.
+
+    Never changes what is computed on a given kind of device: on CPU, any of these gives the same
+    bytes (on GPU, the same bytes as other GPU runs of the same kind of GPU).
+    """
+
+    use_gpu: Literal["auto"] | bool = Field(
+        "auto", description="auto: GPUs when the cluster has them now; true: wait for GPUs (an autoscaling "
+        "cluster whose GPU nodes start at 0); false: CPU only"
+    )
+    train_cpus: int | None = Field(
+        None, ge=1, description="CPUs per training worker (its torch threads); default: on CPU the cluster's "
+        "CPUs split between the workers, on GPU 1"
+    )
+    train_gpus: float = Field(1, gt=0, description="GPUs per training worker, when training on GPU")
+    generate_tasks: int = Field(2, ge=1, description="generation shard tasks running at once")
+    generate_cpus: int = Field(1, ge=1, description="CPUs per generation task (its torch threads)")
+    generate_gpus: float | None = Field(
+        None, ge=0, description="GPUs per generation task; default 1 on GPU, 0 on CPU; a fraction (0.25) "
+        "packs that many tasks onto one GPU"
+    )
+
+
 class OutputSpec(_Section):
     """How outputs are named, and where the dataset goes."""
 
@@ -301,6 +328,7 @@ class Job(_Section):
     generate: GenerateSpec = GenerateSpec()
     augment: AugmentSpec = AugmentSpec()
     evaluate: EvaluateSpec = EvaluateSpec()
+    resources: ResourcesSpec = ResourcesSpec()
     output: OutputSpec = OutputSpec()
 
     @model_validator(mode="after")
@@ -427,8 +455,31 @@ def load_job(path: str | Path, overrides: list[str] | None = None) -> Job:
     return job_from_dict(raw, source=str(path))
 
 
+# Fields that moved, (section, field) -> (section, field): an older job file or stored job.yaml
+# still loads, read as the new field, with a warning.
+MOVED = {("train", "use_gpu"): ("resources", "use_gpu"), ("generate", "num_workers"): ("resources", "generate_tasks")}
+
+
+def _move_old_fields(raw: dict[str, Any], source: str) -> dict[str, Any]:
+    for (old_sec, old), (new_sec, new) in MOVED.items():
+        section = raw.get(old_sec)
+        if not isinstance(section, dict) or old not in section:
+            continue
+        raw = {**raw, old_sec: {k: v for k, v in section.items() if k != old}}
+        target = raw.get(new_sec) if isinstance(raw.get(new_sec), dict) else {}
+        if new in target:
+            raise SynthError(f"{source}: {old_sec}.{old} moved to {new_sec}.{new}; the job sets both")
+        value = section[old]
+        if (old_sec, old) == ("train", "use_gpu") and value is None:
+            value = "auto"
+        raw[new_sec] = {**target, new: value}
+        logging.getLogger("synth").warning(f"{source}: {old_sec}.{old} is now {new_sec}.{new} (read as such)")
+    return raw
+
+
 def job_from_dict(raw: dict[str, Any], source: str = "job") -> Job:
     """Validate a plain dict as a Job, with the one-line error of load_job."""
+    raw = _move_old_fields(raw, source)
     try:
         job = Job.model_validate(raw)
     except ValidationError as err:

@@ -110,6 +110,7 @@ class ShardWork:
     prefetch: int = 0
     sampling: Sampling = Sampling()
     features: FeatureTarget | None = None  # Inception features of the shard's first samples, for evaluation
+    device: str = "cpu"  # where the generator runs: cpu, or cuda in a task Ray gave a GPU
 
     @property
     def labelled(self) -> bool:
@@ -141,9 +142,10 @@ class Sampler:
 _GENERATORS: dict[str, Sampler] = {}
 
 
-def load_generator(ref: GeneratorRef, weights: bytes) -> Sampler:
-    """Build the sampling net once per process (cached by digest)."""
-    cached = _GENERATORS.get(ref.digest)
+def load_generator(ref: GeneratorRef, weights: bytes, device: str = "cpu") -> Sampler:
+    """Build the sampling net once per process (cached by digest and device), on ``device``."""
+    key = f"{ref.digest}@{device}"
+    cached = _GENERATORS.get(key)
     if cached is not None:
         return cached
     from safetensors.torch import load as load_safetensors
@@ -151,10 +153,10 @@ def load_generator(ref: GeneratorRef, weights: bytes) -> Sampler:
     family = ref.family
     net = family.build_sampler(ref.model_config)
     net.load_state_dict(load_safetensors(weights))
-    net.eval().requires_grad_(False)
+    net.eval().requires_grad_(False).to(device)
     _GENERATORS.clear()
-    _GENERATORS[ref.digest] = Sampler(family, net)
-    return _GENERATORS[ref.digest]
+    _GENERATORS[key] = Sampler(family, net)
+    return _GENERATORS[key]
 
 
 def sample_images(G: Sampler, seeds: np.ndarray, labels: np.ndarray, batch_size: int,
@@ -312,7 +314,7 @@ def write_one_shard(work: ShardWork, weights: bytes, inception: bytes | None = N
                            _peak_rss_mb())  # fmt: skip
     remove_temporaries(work.store, shard.name)
     work.store.remove(features_rel(shard.name))  # an earlier plan's, or a killed attempt's
-    G = load_generator(work.generator, weights)
+    G = load_generator(work.generator, weights, work.device)
     samples = work.plan.samples(shard.start, shard.stop)
     batches = source_images(work, G, samples)
     if work.prefetch:

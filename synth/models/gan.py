@@ -286,7 +286,8 @@ class GanFamily(Family):
     def decode_latents(self, net, z: torch.Tensor, labels: np.ndarray, sampling: Sampling) -> torch.Tensor:
         if sampling.truncation != 1.0:
             z = z * sampling.truncation
-        return net(z, torch.from_numpy(np.ascontiguousarray(labels, dtype=np.int64)))
+        device = next(net.parameters()).device  # latents are drawn on CPU (same on every device), then moved
+        return net(z.to(device), torch.from_numpy(np.ascontiguousarray(labels, dtype=np.int64)).to(device))
 
     def sampling_record(self, sampling: Sampling) -> dict:
         return {"truncation": sampling.truncation} if sampling.truncation != 1.0 else {}

@@ -36,8 +36,8 @@ class TrainResult:
     generator_digest: str
 
 
-def make_accelerator(use_gpu: bool | None):
-    """An Accelerator on GPU when present (and allowed), else on CPU.
+def make_accelerator(use_gpu: bool | None, mixed_precision: str = "no"):
+    """An Accelerator on GPU when present (and allowed), else on CPU; ``mixed_precision``: no, bf16, fp16.
 
     On CPU, ``cpu=True`` matters: it makes Accelerate join the gloo process
     group Ray Train set up. Without it each worker trains alone.
@@ -45,7 +45,9 @@ def make_accelerator(use_gpu: bool | None):
     from accelerate import Accelerator
 
     gpu = torch.cuda.is_available() if use_gpu is None else use_gpu
-    return Accelerator(cpu=not gpu)
+    if mixed_precision == "fp16" and not gpu:  # Accelerate would train in fp32 and say nothing
+        raise SynthError("train.mixed_precision: fp16 needs a GPU and this job trains on CPU; use bf16 or no")
+    return Accelerator(cpu=not gpu, mixed_precision=mixed_precision)
 
 
 def model_config(job: Job, num_classes: int) -> dict:
@@ -92,16 +94,17 @@ def replica_max_diff(modules: list[torch.nn.Module]) -> tuple[int, float]:
     return dist.get_world_size(), float(spread.max().item())
 
 
-def train(job: Job, out_dir: str | Path, log_lines: bool = True) -> TrainResult:
+def train(job: Job, out_dir: str | Path, log_lines: bool = True, use_gpu: bool | None = None) -> TrainResult:
     """Train the job's model; checkpoint and export the EMA generator under out_dir.
 
     ``log_lines`` prints a line per ``train.log_every`` steps (for cluster logs);
     the CLI turns it off when it draws a progress bar from train_log.csv instead.
+    ``use_gpu``: None, a GPU when this process sees one (engine.py decides it for a Ray Train worker).
     """
     out_dir = Path(out_dir)
     folder = out_dir / "checkpoints"
     tcfg = job.train
-    accelerator = make_accelerator(tcfg.use_gpu)
+    accelerator = make_accelerator(use_gpu, tcfg.mixed_precision)
     rank, world = accelerator.process_index, accelerator.num_processes
     if tcfg.batch_size % world:
         raise SynthError(f"train.batch_size: {tcfg.batch_size} does not split evenly across {world} workers")
@@ -132,8 +135,9 @@ def train(job: Job, out_dir: str | Path, log_lines: bool = True) -> TrainResult:
     curves = TrainLog(out_dir / "train_log.csv", family.log_fields, accelerator.is_main_process, start, tcfg.steps,
                       log_lines)  # fmt: skip
     if accelerator.is_main_process and log_lines:
+        precision = f" ({tcfg.mixed_precision})" if tcfg.mixed_precision != "no" else ""
         log.info(f"[synth train] {job.model.name}: {len(data)} images, {data.num_classes} classes, {world} worker(s) "
-                 f"on {device}; steps {start}->{tcfg.steps}")  # fmt: skip
+                 f"on {device}{precision}; steps {start}->{tcfg.steps}")  # fmt: skip
 
     def unwrapped() -> dict[str, torch.nn.Module]:
         return {k: accelerator.unwrap_model(m) for k, m in nets.items()}

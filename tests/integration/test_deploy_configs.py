@@ -71,6 +71,7 @@ def test_rayjob_runs_a_valid_synth_job():
     sets = [words[i + 1] for i, w in enumerate(words) if w == "--set"]
     job = load_job(job_path, sets)
     assert job.train.num_workers == 2 and job.output.url.startswith("s3://")
+    assert job.resources.use_gpu is True  # its GPU pods may still be starting when the job does: wait for them
 
 
 def test_dockerfile_builds_on_the_tested_ray():

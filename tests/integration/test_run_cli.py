@@ -2,6 +2,7 @@
 
 import io
 import json
+import re
 import shutil
 import tarfile
 
@@ -198,10 +199,25 @@ def test_same_bytes_with_other_workers_and_batch(tiny_run):
     for p in (out / ".synth" / "parts").glob("*"):
         p.unlink()
     proc = run_cli("generate", str(QUICKSTART), "--out", str(out), *TINY,
-                   "--set", "generate.num_workers=1", "--set", "generate.batch_size=7")
+                   "--set", "resources.generate_tasks=1", "--set", "resources.generate_cpus=2",
+                   "--set", "generate.batch_size=7")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "230 new" in proc.stdout
     assert shard_md5s(out) == before
+
+
+def test_resources_beyond_the_embedded_ray_are_one_line(tiny_run):
+    out, _ = tiny_run
+    before = shard_md5s(out)
+    gen = run_cli("generate", str(QUICKSTART), "--out", str(out), *TINY, "--set", "resources.generate_cpus=512")
+    assert gen.returncode == 2 and "Traceback" not in gen.stderr
+    assert re.search(r"resources.generate_cpus: 512 per task, but the cluster has \d+ CPUs? \(an embedded Ray cannot "
+                     r"add nodes\)$", gen.stderr.strip().splitlines()[-1])  # fmt: skip
+    assert shard_md5s(out) == before
+    train = run_cli("train", str(QUICKSTART), "--out", str(out), *TINY, "--set", "train.num_workers=64",
+                    "--set", "train.steps=60")  # fmt: skip
+    assert train.returncode == 2 and "Traceback" not in train.stderr
+    assert "train.num_workers: 64 training workers x 1 CPU, but the cluster has" in train.stderr.splitlines()[-1]
 
 
 def test_interpolate_writes_a_grid(tiny_run):

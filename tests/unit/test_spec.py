@@ -17,18 +17,42 @@ def test_quickstart_loads_with_every_section():
     assert job.data.source == "mnist_subset"
     assert job.model.name == "dcgan_cond"
     assert job.generate.count == 10_000 and job.generate.shard_size == 1_000
-    assert set(Job.model_fields) == {"seed", "data", "model", "train", "generate", "augment", "evaluate", "output"}
+    assert set(Job.model_fields) == {"seed", "data", "model", "train", "generate", "augment", "evaluate", "resources", "output"}
 
 
 @pytest.mark.parametrize(
     "field",
     ["train.steps", "train.batch_size", "train.num_workers", "generate.count", "generate.shard_size",
-     "generate.batch_size", "generate.num_workers", "evaluate.num_samples"],
+     "generate.batch_size", "resources.generate_tasks", "resources.generate_cpus", "evaluate.num_samples"],
 )
 def test_required_override_names_exist(field):
     job = load_job(QUICKSTART, [f"{field}=4"])
     section, name = field.split(".")
     assert getattr(getattr(job, section), name) == 4
+
+
+def test_moved_fields_still_load_as_their_new_names(tmp_path, caplog):
+    old = write(tmp_path, "train:\n  use_gpu: false\ngenerate:\n  num_workers: 3\n")
+    job = load_job(old)
+    assert job.resources.generate_tasks == 3 and job.resources.use_gpu is False
+    assert "generate.num_workers is now resources.generate_tasks" in caplog.text
+    assert load_job(old, ["train.use_gpu=null"]).resources.use_gpu == "auto"
+    with pytest.raises(SynthError, match=r"generate.num_workers moved to resources.generate_tasks; the job sets both"):
+        load_job(old, ["resources.generate_tasks=4"])
+
+
+@pytest.mark.parametrize("value, expected", [("auto", "auto"), ("true", True), ("false", False)])
+def test_use_gpu_takes_auto_true_false(value, expected):
+    assert load_job(QUICKSTART, [f"resources.use_gpu={value}"]).resources.use_gpu == expected
+
+
+def test_bad_resources_name_the_field():
+    with pytest.raises(SynthError, match=r"resources.use_gpu"):
+        load_job(QUICKSTART, ["resources.use_gpu=sometimes"])
+    with pytest.raises(SynthError, match=r"resources.generate_cpus"):
+        load_job(QUICKSTART, ["resources.generate_cpus=0"])
+    with pytest.raises(SynthError, match=r"train.mixed_precision"):
+        load_job(QUICKSTART, ["train.mixed_precision=fp8"])
 
 
 def test_unknown_field_is_named(tmp_path):

@@ -87,6 +87,7 @@ def run(job: JobArg, out: OutOpt, set_: SetOpt = None, dry_run: DryOpt = False, 
     pipeline.check_out_dir(out, spec)
     data = pipeline.preflight(spec)
     with engine.ray_session(address):
+        engine.placement(spec, "generate", warn=False)  # before training, not after it
         trained = pipeline.run_train(spec, out, data)
         save_summary(out, "train", trained)
         _say_trained(trained)

@@ -40,8 +40,8 @@ def ray_session(address: str | None = None) -> Iterator[None]:
         address = from_env  # a Ray address in RAY_ADDRESS: use that cluster
     if address:
         kwargs["address"] = address
-    else:
-        kwargs.update(include_dashboard=True, dashboard_host="127.0.0.1")
+    else:  # "local": a new Ray of our own, never one a `ray start` left running on this machine
+        kwargs.update(address="local", include_dashboard=True, dashboard_host="127.0.0.1")
     hidden = os.environ.pop("RAY_ADDRESS", None) if not address else None  # an http one is for the Jobs API
     global _EMBEDDED
     try:
@@ -62,14 +62,16 @@ def ray_session(address: str | None = None) -> Iterator[None]:
 _EMBEDDED = False  # the Ray in use is one ray_session started here: it cannot add nodes
 
 
-def placement(job: Job, stage: str) -> Placement:
-    """The job's placement on the Ray in use (placement.place) for ``stage`` (train, generate), its
-    warnings logged."""
+def placement(job: Job, stage: str, warn: bool = True) -> Placement:
+    """The job's placement on the Ray in use (placement.place) for ``stage`` (train, generate);
+    raises SynthError for a request this Ray cannot meet, logs the waits (``warn``)."""
     import ray
 
     found = ray.cluster_resources()
-    placed, warnings = place(job, int(found.get("CPU", 0)), float(found.get("GPU", 0)), not _EMBEDDED, stage)
-    for line in warnings:
+    nodes = [n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")]
+    placed, warnings = place(job, int(found.get("CPU", 0)), float(found.get("GPU", 0)), not _EMBEDDED, stage,
+                             node_cpus=int(max(nodes, default=0)) or None)  # fmt: skip
+    for line in warnings if warn else ():
         log.warning(f"[synth] {line}")
     return placed
 
@@ -133,7 +135,7 @@ def train_nodes(out_dir: Path, world_size: int) -> list[str | None]:
     return [(folder / f"train-{r}").read_text() if (folder / f"train-{r}").is_file() else None for r in range(world_size)]
 
 
-def train_on_ray(job: Job, out_dir: Path, log_lines: bool = True) -> dict:
+def train_on_ray(job: Job, out_dir: Path, log_lines: bool = True, placed: Placement | None = None) -> dict:
     """Train with a TorchTrainer of ``train.num_workers`` workers.
 
     Returns the final checkpoint state that rank 0 wrote (step, world size,
@@ -142,7 +144,7 @@ def train_on_ray(job: Job, out_dir: Path, log_lines: bool = True) -> dict:
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    placed = placement(job, "train")
+    placed = placed or placement(job, "train")
     workers = placed.train_workers
     resources = {"CPU": placed.train_cpus, **({"GPU": placed.train_gpus} if placed.gpu else {})}
     trainer = TorchTrainer(
@@ -230,7 +232,10 @@ def map_shards(
     import ray
 
     # named after fn: the dashboard, `ray list tasks` and the workers' process titles say what runs
-    remote = ray.remote(num_cpus=num_cpus, num_gpus=num_gpus, max_retries=max_retries)(_on_its_node)
+    # max_calls=0: a GPU task's worker is kept for the next task (Ray's default for GPU tasks is a new
+    # process each time), so CUDA starts and the weights load once per worker, not once per shard
+    options = {"max_calls": 0} if num_gpus else {}
+    remote = ray.remote(num_cpus=num_cpus, num_gpus=num_gpus, max_retries=max_retries, **options)(_on_its_node)
     remote = remote.options(name=fn.__name__)
     shared_refs = [ray.put(x) for x in shared]
     pending: set = set()

@@ -93,6 +93,7 @@ def run_train(job: Job, out: Path, data=None) -> dict:
     state = ckpt.read_state(out / "checkpoints")
     if state is not None:
         ckpt.check_same_model(state, model_config(job, data.num_classes), out / "checkpoints")
+    placed = engine.placement(job, "train")  # a request Ray cannot meet fails here, before --out is claimed
     claim_out_dir(out, job)
     start = int(state["step"]) if state else 0
     if start >= job.train.steps and (out / "checkpoints" / ckpt.GENERATOR_FILE).is_file():
@@ -104,7 +105,7 @@ def run_train(job: Job, out: Path, data=None) -> dict:
         watcher = threading.Thread(target=_watch_train_log, args=(out / "train_log.csv", bar, stop), daemon=True)
         watcher.start()
         try:
-            metrics = engine.train_on_ray(job, out, log_lines=not on_terminal())
+            metrics = engine.train_on_ray(job, out, log_lines=not on_terminal(), placed=placed)
         finally:
             stop.set()
             watcher.join()

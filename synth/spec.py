@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
 
 from synth.augment import AugmentSpec
 from synth.errors import SynthError
@@ -283,14 +283,20 @@ class EvaluateSpec(_Section):
                                    "nearest training images (the closest pairs first)")  # fmt: skip
 
 
+def _auto_or_bool(value: Any) -> Any:
+    if value == "auto" or isinstance(value, bool):
+        return value
+    raise ValueError(f"expected auto, true or false, got {value!r}")
+
+
 class ResourcesSpec(_Section):
     """What each training worker and generation task asks the cluster for, and how many run at once.
 
-    Never changes what is computed on a given kind of device: on CPU, any of these gives the same
-    bytes (on GPU, the same bytes as other GPU runs of the same kind of GPU).
+    Generation's bytes do not depend on any of these on CPU. Training's numbers do depend on the
+    threads a worker runs (``train_cpus``: floating-point sums in another order), in the last bits.
     """
 
-    use_gpu: Literal["auto"] | bool = Field(
+    use_gpu: Annotated[Literal["auto"] | bool, BeforeValidator(_auto_or_bool)] = Field(
         "auto", description="auto: GPUs when the cluster has them now; true: wait for GPUs (an autoscaling "
         "cluster whose GPU nodes start at 0); false: CPU only"
     )
@@ -298,11 +304,13 @@ class ResourcesSpec(_Section):
         None, ge=1, description="CPUs per training worker (its torch threads); default: on CPU the cluster's "
         "CPUs split between the workers, on GPU 1"
     )
-    train_gpus: float = Field(1, gt=0, description="GPUs per training worker, when training on GPU")
-    generate_tasks: int = Field(2, ge=1, description="generation shard tasks running at once")
+    train_gpus: float = Field(1, gt=0, le=1, description="GPUs per training worker, when training on GPU: 1, "
+                              "or a fraction when there is one worker (workers cannot share a GPU under NCCL)")
+    generate_tasks: int | None = Field(None, ge=1, description="generation shard tasks running at once; default: "
+                                       "as many as the cluster's CPUs (GPUs) hold")
     generate_cpus: int = Field(1, ge=1, description="CPUs per generation task (its torch threads)")
     generate_gpus: float | None = Field(
-        None, ge=0, description="GPUs per generation task; default 1 on GPU, 0 on CPU; a fraction (0.25) "
+        None, ge=0, le=1, description="GPUs per generation task; default 1 on GPU, 0 on CPU; a fraction (0.25) "
         "packs that many tasks onto one GPU"
     )
 
@@ -337,6 +345,13 @@ class Job(_Section):
         if timesteps is not None and self.generate.sampler == "ddim" and self.generate.steps > timesteps:
             raise ValueError(f"generate.steps: {self.generate.steps} DDIM steps, but the model has "
                              f"{timesteps} timesteps (model.timesteps); use at most {timesteps}")
+        return self
+
+    @model_validator(mode="after")
+    def _gpu_per_worker(self) -> "Job":
+        if self.resources.train_gpus < 1 and self.train.num_workers > 1:
+            raise ValueError(f"resources.train_gpus: {self.resources.train_gpus} is a share of a GPU, but "
+                             f"{self.train.num_workers} training workers cannot share GPUs (NCCL); use 1")
         return self
 
     @model_validator(mode="after")
@@ -467,11 +482,12 @@ def _move_old_fields(raw: dict[str, Any], source: str) -> dict[str, Any]:
             continue
         raw = {**raw, old_sec: {k: v for k, v in section.items() if k != old}}
         target = raw.get(new_sec) if isinstance(raw.get(new_sec), dict) else {}
-        if new in target:
-            raise SynthError(f"{source}: {old_sec}.{old} moved to {new_sec}.{new}; the job sets both")
         value = section[old]
         if (old_sec, old) == ("train", "use_gpu") and value is None:
             value = "auto"
+        if target.get(new) is not None and target[new] != value:
+            raise SynthError(f"{source}: {old_sec}.{old} ({value}) moved to {new_sec}.{new}, which the job also sets "
+                             f"({target[new]}); set {new_sec}.{new} only")
         raw[new_sec] = {**target, new: value}
         logging.getLogger("synth").warning(f"{source}: {old_sec}.{old} is now {new_sec}.{new} (read as such)")
     return raw

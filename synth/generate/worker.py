@@ -153,6 +153,8 @@ def load_generator(ref: GeneratorRef, weights: bytes, device: str = "cpu") -> Sa
     family = ref.family
     net = family.build_sampler(ref.model_config)
     net.load_state_dict(load_safetensors(weights))
+    if device != "cpu":  # the same bytes when Ray retries a shard on another GPU of the same kind
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
     net.eval().requires_grad_(False).to(device)
     _GENERATORS.clear()
     _GENERATORS[key] = Sampler(family, net)
@@ -329,7 +331,7 @@ def write_one_shard(work: ShardWork, weights: bytes, inception: bytes | None = N
         batches.close()  # stops the sampler thread now, even if the error (and this frame) is kept alive
     if taken:  # before the part: a shard is done only with its features
         indices, images = zip(*taken)
-        stored = shard_features(work.features, list(indices), list(images), inception, written.md5)
+        stored = shard_features(work.features, list(indices), list(images), inception, written.md5, work.device)
         work.store.write_bytes(features_rel(shard.name), stored)
     write_part(work, samples, written.num_bytes, written.md5)
     return ShardResult(shard.index, shard.name, written.num_samples, written.num_bytes, written.md5,

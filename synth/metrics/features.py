@@ -98,11 +98,11 @@ class FeatureTarget:
 
 
 def shard_features(target: FeatureTarget, indices: list[int], images: list[np.ndarray], weights: bytes,
-                   shard_md5: str) -> bytes:  # fmt: skip
+                   shard_md5: str, device: str = "cpu") -> bytes:  # fmt: skip
     """The stored features of a shard's leading samples (decoded images, as evaluation reads them)."""
     from synth.data import resize_images
 
-    net = extractor(data=weights, digest=target.digest)
+    net = extractor(data=weights, digest=target.digest, device=device)
     batch = resize_images(np.stack(images), target.size, target.channels)
     features = net(batch).astype(np.float32)
     key = feature_key(net, target.size, target.channels)

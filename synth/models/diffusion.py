@@ -422,8 +422,9 @@ class DiffusionFamily(Family):
     def decode_latents(self, net, z: torch.Tensor, labels: np.ndarray, sampling: Sampling) -> torch.Tensor:
         """Deterministic DDIM (eta 0) from the given x_T: interpolating x_T interpolates the images."""
         cfg = net.cfg
-        x_T = z.view(len(z), cfg.channels, cfg.resolution, cfg.resolution)
-        y = torch.from_numpy(np.ascontiguousarray(labels, dtype=np.int64))
+        device = next(net.parameters()).device  # latents are drawn on CPU, then moved
+        x_T = z.view(len(z), cfg.channels, cfg.resolution, cfg.resolution).to(device)
+        y = torch.from_numpy(np.ascontiguousarray(labels, dtype=np.int64)).to(device)
         timesteps = ddim_timesteps(cfg.timesteps, sampling.steps)
         return denoise(net, self.schedule(cfg), x_T, y, timesteps, 0.0, sampling.guidance, forward_batch=len(z))
 

@@ -214,10 +214,12 @@ def test_resources_beyond_the_embedded_ray_are_one_line(tiny_run):
     assert re.search(r"resources.generate_cpus: 512 per task, but the cluster has \d+ CPUs? \(an embedded Ray cannot "
                      r"add nodes\)$", gen.stderr.strip().splitlines()[-1])  # fmt: skip
     assert shard_md5s(out) == before
+    claimed = (out / ".synth" / "job.json").read_bytes()
     train = run_cli("train", str(QUICKSTART), "--out", str(out), *TINY, "--set", "train.num_workers=64",
                     "--set", "train.steps=60")  # fmt: skip
     assert train.returncode == 2 and "Traceback" not in train.stderr
     assert "train.num_workers: 64 training workers x 1 CPU, but the cluster has" in train.stderr.splitlines()[-1]
+    assert (out / ".synth" / "job.json").read_bytes() == claimed  # refused before --out was claimed
 
 
 def test_interpolate_writes_a_grid(tiny_run):

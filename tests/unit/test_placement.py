@@ -15,20 +15,35 @@ def job(workers=1, mixed_precision="no", **resources):
 def test_cpu_cluster_splits_its_cpus_between_training_workers():
     placed, warnings = place(job(workers=2), cpus=8, gpus=0, can_grow=False, stage="train")
     assert not placed.gpu and placed.train_cpus == 4 and placed.train_gpus == 0
-    assert placed.generate_gpus == 0 and placed.generate_device == "cpu" and placed.generate_tasks == 2
+    assert placed.generate_gpus == 0 and placed.generate_device == "cpu"
+    assert placed.generate_tasks == 8  # by default as many shard tasks as the CPUs hold
     assert warnings == []
+    assert place(job(generate_cpus=3), cpus=8, gpus=0, can_grow=False, stage="generate")[0].generate_tasks == 2
+    assert place(job(generate_tasks=5), cpus=8, gpus=0, can_grow=False, stage="generate")[0].generate_tasks == 5
+
+
+def test_a_training_worker_fits_on_one_node():
+    placed, _ = place(job(workers=2), cpus=32, gpus=0, can_grow=True, stage="train", node_cpus=4)
+    assert placed.train_cpus == 4  # not 16: a worker cannot span nodes
+    _, warnings = place(job(train_cpus=8), cpus=32, gpus=0, can_grow=True, stage="train", node_cpus=4)
+    assert warnings == ["resources.train_cpus: 8 per worker, but the largest node has 4 CPUs; waiting for the "
+                        "cluster to add nodes"]  # fmt: skip
 
 
 def test_auto_uses_the_gpus_a_cluster_has():
     placed, _ = place(job(workers=4), cpus=32, gpus=4, can_grow=True, stage="train")
     assert placed.gpu and placed.train_gpus == 1 and placed.train_cpus == 1
-    assert placed.generate_gpus == 1 and placed.generate_device == "cuda"
+    assert placed.generate_gpus == 1 and placed.generate_device == "cuda" and placed.generate_tasks == 4
+    with pytest.raises(SynthError, match=r"^train.num_workers: 8 training workers x 1 GPU, but the cluster has 4 GPUs"):
+        place(job(workers=8), cpus=32, gpus=4, can_grow=False, stage="train")
 
 
 def test_fractional_generation_gpus_and_explicit_cpus():
     placed, _ = place(job(generate_gpus=0.25, generate_cpus=2, generate_tasks=8, train_cpus=6), cpus=32, gpus=2,
                       can_grow=False, stage="generate")  # fmt: skip
     assert (placed.generate_gpus, placed.generate_cpus, placed.generate_tasks, placed.train_cpus) == (0.25, 2, 8, 6)
+    auto, _ = place(job(generate_gpus=0.25), cpus=32, gpus=2, can_grow=False, stage="generate")
+    assert auto.generate_tasks == 8  # 4 tasks a GPU
 
 
 def test_use_gpu_false_keeps_a_gpu_cluster_on_cpu():
@@ -48,7 +63,7 @@ def test_a_cluster_that_can_grow_waits_with_a_warning():
 
 
 def test_generation_gpus_on_a_cpu_job_is_refused():
-    with pytest.raises(SynthError, match=r"resources.generate_gpus: 1.0 per task, but the job runs on CPU \(the "
+    with pytest.raises(SynthError, match=r"resources.generate_gpus: 1 per task, but the job runs on CPU \(the "
                                          r"cluster has no GPUs\)"):  # fmt: skip
         place(job(generate_gpus=1), cpus=2, gpus=0, can_grow=True, stage="generate")
 

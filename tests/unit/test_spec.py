@@ -37,8 +37,10 @@ def test_moved_fields_still_load_as_their_new_names(tmp_path, caplog):
     assert job.resources.generate_tasks == 3 and job.resources.use_gpu is False
     assert "generate.num_workers is now resources.generate_tasks" in caplog.text
     assert load_job(old, ["train.use_gpu=null"]).resources.use_gpu == "auto"
-    with pytest.raises(SynthError, match=r"generate.num_workers moved to resources.generate_tasks; the job sets both"):
+    with pytest.raises(SynthError, match=r"generate.num_workers \(3\) moved to resources.generate_tasks, which the job "
+                                         r"also sets \(4\); set resources.generate_tasks only$"):  # fmt: skip
         load_job(old, ["resources.generate_tasks=4"])
+    assert load_job(QUICKSTART, ["generate.num_workers=4"]).resources.generate_tasks == 4  # it leaves the field null
 
 
 @pytest.mark.parametrize("value, expected", [("auto", "auto"), ("true", True), ("false", False)])
@@ -47,8 +49,11 @@ def test_use_gpu_takes_auto_true_false(value, expected):
 
 
 def test_bad_resources_name_the_field():
-    with pytest.raises(SynthError, match=r"resources.use_gpu"):
+    with pytest.raises(SynthError, match=r"resources.use_gpu: expected auto, true or false, got 'sometimes'$"):
         load_job(QUICKSTART, ["resources.use_gpu=sometimes"])
+    with pytest.raises(SynthError, match=r"resources.train_gpus: 0.5 is a share of a GPU, but 2 training workers "):
+        load_job(QUICKSTART, ["resources.train_gpus=0.5", "train.num_workers=2"])
+    assert load_job(QUICKSTART, ["resources.train_gpus=0.5"]).resources.train_gpus == 0.5  # one worker may
     with pytest.raises(SynthError, match=r"resources.generate_cpus"):
         load_job(QUICKSTART, ["resources.generate_cpus=0"])
     with pytest.raises(SynthError, match=r"train.mixed_precision"):

@@ -341,6 +341,7 @@ def write_shard_nodes(out: Path, nodes: dict[str, str]) -> None:
     and the manifest is the same bytes on every run of the job."""
     from synth.fsutil import atomic_write_bytes
 
+    (out / SHARD_NODES).parent.mkdir(parents=True, exist_ok=True)  # absent when --out was not trained on Ray
     atomic_write_bytes(out / SHARD_NODES, json.dumps(dict(sorted(nodes.items())), indent=1).encode())
 
 

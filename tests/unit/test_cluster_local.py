@@ -63,3 +63,12 @@ def test_submitted_entrypoint_carries_the_job_through_the_shell_unchanged(tmp_pa
     assert not os.path.exists(words[3])  # the temporary job file is removed
     assert meta == {"synth_job": str(QUICKSTART), "synth_out": str(tmp_path / "out"), "synth_name": job.output.name}
     assert env["py_modules"][0].endswith("/synth") and sys.executable  # synth's code travels with the job
+
+
+def test_shard_nodes_are_written_into_an_out_folder_never_trained_on_ray(tmp_path):
+    from synth.pipeline import read_shard_nodes, write_shard_nodes
+
+    out = tmp_path / "copied-generator"  # e.g. checkpoints copied from another run: no .synth/nodes yet
+    out.mkdir()
+    write_shard_nodes(out, {"q-000001.tar": "node-b", "q-000000.tar": "node-a"})
+    assert read_shard_nodes(out) == {"q-000000.tar": "node-a", "q-000001.tar": "node-b"}

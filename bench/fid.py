@@ -10,7 +10,11 @@ one process, one after the other:
              processes would fight for 2 cores; --cleanfid-workers to change)
 
 Prints both FIDs, their relative difference, and both times with their ratio (clean-fid / synth:
-above 1 means synth is faster).
+above 1 means synth is faster). Then every figure together: synth's FID, KID and precision/recall
+(and density/coverage) from its one feature pass, against clean-fid's ``compute_fid`` plus its
+KID as ``compute_kid`` computes it (``get_folder_features`` of each folder, then
+``kernel_distance``; called directly because ``compute_kid`` takes no custom extractor); clean-fid
+has no precision/recall. Both KIDs are compared too.
 
 Usage: .venv/bin/python bench/fid.py --n 200 [--run runs/quickstart] [--json FILE]
 """
@@ -64,6 +68,8 @@ def main() -> None:
 
     from synth.data.sources import image_files, read_image
     from synth.metrics.fid import InceptionFeatures, features_to_fid, inception_weights_path
+    from synth.metrics.kernel import kernel_inception_distance
+    from synth.metrics.manifold import features_to_prdc
 
     class Extractor(torch.nn.Module):  # clean-fid's convention: float NCHW in [0, 255], resized already
         def __init__(self):
@@ -81,21 +87,40 @@ def main() -> None:
         extractor([read_image(image_files(a)[0])])  # warm-up, as clean-fid's first batch is not timed apart either
 
         t0 = time.perf_counter()
-        ours = features_to_fid(*(extractor([read_image(p) for p in image_files(d)]) for d in (a, b)))
+        feats = [extractor([read_image(p) for p in image_files(d)]) for d in (a, b)]
+        ours = features_to_fid(*feats)
         t_ours = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        kid = kernel_inception_distance(*feats, subsets=100, subset_size=1000)
+        prdc = features_to_prdc(*feats)
+        t_rest = time.perf_counter() - t0
 
         model = Extractor().eval()
         t0 = time.perf_counter()
         theirs = cleanfid.compute_fid(str(a), str(b), mode="clean", num_workers=args.cleanfid_workers, batch_size=32,
                                       device=torch.device("cpu"), custom_feat_extractor=model, verbose=False)  # fmt: skip
         t_theirs = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        kw = dict(num_workers=args.cleanfid_workers, batch_size=32, device=torch.device("cpu"), mode="clean",
+                  verbose=False)  # fmt: skip
+        their_kid = cleanfid.kernel_distance(*(cleanfid.get_folder_features(str(d), model, **kw) for d in (a, b)))
+        t_their_kid = time.perf_counter() - t0
     rel = abs(ours - theirs) / abs(theirs)
     print(f"FID      synth {ours:.6f}   clean-fid {theirs:.6f}   relative difference {rel:.2e}")
     print(f"seconds  synth {t_ours:.1f} ({2 * args.n / t_ours:.1f} images/s)   clean-fid {t_theirs:.1f} "
           f"({2 * args.n / t_theirs:.1f} images/s)   clean-fid / synth = {t_theirs / t_ours:.2f}")  # fmt: skip
+    ours_all, theirs_all = t_ours + t_rest, t_theirs + t_their_kid
+    print(f"KID      synth {kid['kid']:.6f} (std {kid['kid_std']:.6f})   clean-fid {their_kid:.6f}   (random subsets: "
+          f"each draws its own)")  # fmt: skip
+    print(f"precision {prdc['precision']:.3f} recall {prdc['recall']:.3f} density {prdc['density']:.3f} coverage "
+          f"{prdc['coverage']:.3f} (synth only)")  # fmt: skip
+    print(f"all figures: synth FID+KID+PR+DC {ours_all:.1f} s (KID+PRDC {t_rest:.2f} s on the features)   clean-fid "
+          f"FID+KID {theirs_all:.1f} s   clean-fid / synth = {theirs_all / ours_all:.2f}")  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps({"n": args.n, "fid_synth": ours, "fid_cleanfid": theirs, "relative_difference": rel,
-                                         "seconds_synth": t_ours, "seconds_cleanfid": t_theirs}, indent=2))  # fmt: skip
+                                         "seconds_synth": t_ours, "seconds_cleanfid": t_theirs, "kid_synth": kid["kid"],
+                                         "kid_cleanfid": their_kid, "prdc": prdc, "seconds_synth_all": ours_all,
+                                         "seconds_cleanfid_fid_kid": theirs_all}, indent=2))  # fmt: skip
 
 
 if __name__ == "__main__":

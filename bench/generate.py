@@ -54,20 +54,20 @@ def parse_args():
 def setup_out(args, tmp: Path):
     """A job output folder holding the trained generator, and the job with the benchmark's sizes."""
     from synth.pipeline import claim_out_dir
-    from synth.spec import load_job
+    from synth.spec import job_from_dict, load_job
 
     src = args.run / "checkpoints"
     if not (src / "generator.safetensors").is_file():
         raise SystemExit(f"{src}: no generator.safetensors; run the quickstart first (or pass --run)")
     saved = json.loads((args.run / ".synth" / "job.json").read_text())["job"]
     sets = [f"seed={saved['seed']}", f"output.name={saved['output']['name']}",
-            f"model.latent_dim={saved['model']['latent_dim']}", f"model.width={saved['model']['width']}",
             f"generate.count={args.count}", f"generate.shard_size={args.shard_size}",
             f"generate.batch_size={args.batch_size}", f"resources.generate_tasks={args.workers}",
             "evaluate.features_at_generation=false"]  # fmt: skip (generation alone; bench/features.py times that)
     if args.prefetch is not None:
         sets.append(f"generate.prefetch={args.prefetch}")
     job = load_job(args.job, sets)
+    job = job_from_dict({**job.model_dump(mode="json"), "model": saved["model"]})  # the run's model, any family
     out = tmp / "out"
     (out / "checkpoints").mkdir(parents=True)
     for name in ("generator.safetensors", "generator.json"):
@@ -158,26 +158,27 @@ def main() -> None:
     if not args.skip_naive:
         G = load_generator(works[0].generator, weights)
         torch.set_num_threads(args.workers)
-        rows["naive: per image forward + PNG file"] = naive(G, plan, args.naive_count, 1, tmp / "naive")
-        rows["naive-batch: batched forward + PNG file"] = naive(G, plan, args.naive_count, args.batch_size, tmp / "nb")
+        sampling = pipeline.sampling_of(job)
+        rows["naive: per image forward + PNG file"] = naive(G, plan, args.naive_count, 1, tmp / "naive", sampling)
+        rows["naive-batch: batched forward + PNG file"] = naive(G, plan, args.naive_count, args.batch_size, tmp / "nb",
+                                                                sampling)  # fmt: skip
     report(rows, args.workers)
     shutil.rmtree(tmp, ignore_errors=True)
 
 
-def naive(G, plan, count: int, batch_size: int, folder: Path) -> float:
+def naive(G, plan, count: int, batch_size: int, folder: Path, sampling) -> float:
     """Images/s of a plain loop writing one PNG file per image (no tar, no manifest)."""
     import torch
     from PIL import Image
 
-    from synth.models.common import latents_for_seeds, to_uint8
+    from synth.models.common import to_uint8
 
     folder.mkdir(parents=True)
     s = plan.samples(0, count)
     t0 = time.perf_counter()
     with torch.inference_mode():
         for i in range(0, count, batch_size):
-            z = latents_for_seeds(s.seed[i : i + batch_size], G.net.cfg.latent_dim)
-            images = to_uint8(G.net(z, torch.from_numpy(s.label[i : i + batch_size])))
+            images = to_uint8(G.family.sample(G.net, s.seed[i : i + batch_size], s.label[i : i + batch_size], sampling))
             for j, image in enumerate(images):
                 Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(folder / f"{i + j:08d}.png")
     return count / (time.perf_counter() - t0)
@@ -197,12 +198,15 @@ def ray_data_run(ray, job, out, plan, tmp: Path, args) -> float:
     from synth.generate.worker import GeneratorRef
 
     ref = GeneratorRef(job.model.name, meta["model_config"], meta["digest"])
+    from synth.pipeline import sampling_of
+
+    sampling = sampling_of(job)
 
     def generate(batch: dict) -> dict:
         ids = batch["id"]
         G = load_generator(ref, Path(weights_path).read_bytes())
         s = plan.samples(int(ids[0]), int(ids[-1]) + 1)
-        images = sample_images(G, s.seed, s.label, len(ids))
+        images = sample_images(G, s.seed, s.label, len(ids), sampling)
         metas = [json.dumps({"index": int(i), "seed": int(sd), "class": int(c)}) for i, sd, c in zip(ids, s.seed, s.label)]
         return {"__key__": [sample_key(int(i)) for i in ids], "png": images[..., 0], "cls": s.label, "json": metas}
 

@@ -113,9 +113,22 @@ def _train_worker(config: dict) -> None:
 
     logging.getLogger("synth").setLevel(logging.INFO)
     torch.set_num_threads(int(config["threads_per_worker"]))
+    if ray.train.get_context().get_world_size() == 1:
+        _leave_process_group()
     job = job_from_dict(config["job"])
     _note_node(Path(config["out_dir"]), f"train-{ray.train.get_context().get_world_rank()}")
     train(job, config["out_dir"], log_lines=config.get("log_lines", True), use_gpu=config["use_gpu"])
+
+
+def _leave_process_group() -> None:
+    """A lone worker has no one to synchronise with: leave Ray Train's process group, so Accelerate
+    does not wrap the nets in DistributedDataParallel (6% of a step on CPU here, bench/RESULTS.md)."""
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    for name in ("LOCAL_RANK", "RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE"):  # what Accelerate reads to go distributed
+        os.environ.pop(name, None)
 
 
 NODES_DIR = ".synth/nodes"  # which Ray node ran what (provenance; not part of the reproducible output)

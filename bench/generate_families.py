@@ -34,7 +34,7 @@ SIZES = {
     ("vae", 28): (20_000, 2_048, 2_000), ("vae", 64): (5_120, 512, 512),
     ("diffusion", 28): (384, 64, 64), ("diffusion", 64): (128, 64, 16),
 }  # fmt: skip
-ROW = re.compile(r"^(.+?)\s{2,}([\d,]+)\s+([\d.]+)\s+([\d.]+)$")
+ROW = re.compile(r"^(.+?)\s{2,}([\d,.]+)\s+([\d.]+)\s+([\d.]+)$")
 
 
 def train_case(family: str, res: int, steps: int, out: Path) -> None:

@@ -11,7 +11,6 @@ Usage: .venv/bin/python bench/train_families.py [--steps 60] [--members dcgan_co
 from __future__ import annotations
 
 import argparse
-import csv
 import tempfile
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import torch
 
 from synth.spec import load_job
 from synth.train.loop import train
+from train_overhead import log_rate  # bench/ is on sys.path when a bench script runs
 
 ROOT = Path(__file__).resolve().parents[1]
 MEMBERS = {  # name: (job file, extra overrides)
@@ -36,11 +36,7 @@ def rate(job_file: str, extra: list[str], steps: int, log_every: int) -> float:
     job = load_job(ROOT / "jobs" / job_file, sets)
     with tempfile.TemporaryDirectory() as tmp:
         train(job, tmp, log_lines=False)
-        with open(Path(tmp) / "train_log.csv") as fh:
-            rows = list(csv.DictReader(fh))
-    first, last = rows[0], rows[-1]
-    seconds = float(last["elapsed_s"]) - float(first["elapsed_s"])
-    return (int(last["step"]) - int(first["step"])) * job.train.batch_size / seconds
+        return log_rate(Path(tmp) / "train_log.csv", job.train.batch_size)
 
 
 def main() -> None:

@@ -37,6 +37,12 @@ def latents_for_seeds(seeds: np.ndarray, latent_dim: int) -> torch.Tensor:
     return out
 
 
+def device_of(model: nn.Module) -> torch.device:
+    """Where a model's weights are: its inputs follow them (a model never picks a device; latents are
+    drawn on CPU, the same on every device, then moved)."""
+    return next(model.parameters()).device
+
+
 def to_uint8(x: torch.Tensor) -> np.ndarray:
     """Float NCHW in [-1, 1] -> uint8 NHWC (round to nearest)."""
     x = ((x.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from synth.errors import SynthError
-from synth.models.common import run_fixed_batch
+from synth.models.common import device_of, run_fixed_batch
 from synth.models.family import Family, ImageShape, Sampling, StepData, shape_of
 
 CHANNEL_MULTS = (1, 2, 2, 2)  # width multiplier per resolution level, top to bottom
@@ -312,7 +312,7 @@ def _sample(unet, schedule, seeds, labels, timesteps, eta, guidance, forward_bat
     labels = np.asarray(labels, dtype=np.int64)
     if len(seeds) != len(labels):
         raise ValueError(f"{len(seeds)} seeds but {len(labels)} labels")
-    device = next(unet.parameters()).device
+    device = device_of(unet)
     if len(seeds) == 0:
         return torch.empty(0, cfg.channels, cfg.resolution, cfg.resolution, device=device)
     if cfg.conditional and not (0 <= labels.min() and labels.max() < cfg.num_classes):
@@ -422,7 +422,7 @@ class DiffusionFamily(Family):
     def decode_latents(self, net, z: torch.Tensor, labels: np.ndarray, sampling: Sampling) -> torch.Tensor:
         """Deterministic DDIM (eta 0) from the given x_T: interpolating x_T interpolates the images."""
         cfg = net.cfg
-        device = next(net.parameters()).device  # latents are drawn on CPU, then moved
+        device = device_of(net)
         x_T = z.view(len(z), cfg.channels, cfg.resolution, cfg.resolution).to(device)
         y = torch.from_numpy(np.ascontiguousarray(labels, dtype=np.int64)).to(device)
         timesteps = ddim_timesteps(cfg.timesteps, sampling.steps)

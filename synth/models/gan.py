@@ -27,7 +27,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
 from synth.errors import SynthError
-from synth.models.common import ConditionalBatchNorm2d, latents_for_seeds, recompute_batchnorm_stats
+from synth.models.common import ConditionalBatchNorm2d, device_of, latents_for_seeds, recompute_batchnorm_stats
 from synth.models.family import Family, ImageShape, Sampling, StepData, shape_of
 
 
@@ -286,7 +286,7 @@ class GanFamily(Family):
     def decode_latents(self, net, z: torch.Tensor, labels: np.ndarray, sampling: Sampling) -> torch.Tensor:
         if sampling.truncation != 1.0:
             z = z * sampling.truncation
-        device = next(net.parameters()).device  # latents are drawn on CPU (same on every device), then moved
+        device = device_of(net)
         return net(z.to(device), torch.from_numpy(np.ascontiguousarray(labels, dtype=np.int64)).to(device))
 
     def sampling_record(self, sampling: Sampling) -> dict:

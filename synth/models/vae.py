@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from synth.models.common import latents_for_seeds, run_fixed_batch
+from synth.models.common import device_of, latents_for_seeds, run_fixed_batch
 from synth.models.family import Family, ImageShape, Sampling, StepData, shape_of
 from synth.models.gan import grid_plan
 
@@ -185,11 +185,6 @@ def vae_loss(
 SAMPLE_CHUNK = 32
 
 
-def _device(model: nn.Module) -> torch.device:
-    # Inputs follow the model's weights; the model itself never picks a device.
-    return next(model.parameters()).device
-
-
 class VaeFamily(Family):
     """The VAE family's training and sampling: vae, beta_vae (beta = 4), cvae (conditional)."""
 
@@ -224,7 +219,7 @@ class VaeFamily(Family):
 
     def decode_latents(self, net, z: torch.Tensor, labels: np.ndarray, sampling: Sampling) -> torch.Tensor:
         y = torch.as_tensor(np.asarray(labels, dtype=np.int64))
-        dev = _device(net)
+        dev = device_of(net)
         return run_fixed_batch(net.decode, ((z * sampling.truncation).to(dev), y.to(dev)), len(z))
 
     def sampling_record(self, sampling: Sampling) -> dict:
@@ -243,7 +238,7 @@ class VaeFamily(Family):
             mu, _ = net.encode(xc, yc if net.cfg.conditional else None)
             return net.decode(mu, yc)
 
-        dev = _device(net)
+        dev = device_of(net)
         return run_fixed_batch(through, (x.to(dev), y.to(dev)), SAMPLE_CHUNK)
 
 

@@ -158,7 +158,7 @@ def train_on_ray(job: Job, out_dir: Path, log_lines: bool = True, placed: Placem
     from ray.train.torch import TorchTrainer
 
     placed = placed or placement(job, "train")
-    workers = placed.train_workers
+    workers = job.train.num_workers
     resources = {"CPU": placed.train_cpus, **({"GPU": placed.train_gpus} if placed.gpu else {})}
     trainer = TorchTrainer(
         _train_worker,

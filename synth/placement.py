@@ -19,7 +19,6 @@ class Placement:
     """What each training worker and generation task asks Ray for."""
 
     gpu: bool
-    train_workers: int
     train_cpus: int
     train_gpus: float
     generate_tasks: int
@@ -31,13 +30,18 @@ class Placement:
         return "cuda" if self.generate_gpus > 0 else "cpu"
 
 
-def _count(n: float, what: str) -> str:
-    n = int(n) if float(n).is_integer() else n
-    return f"{n} {what}" if n == 1 else f"{n} {what}s"
-
-
 def _num(n: float) -> str:
     return str(int(n)) if float(n).is_integer() else str(n)
+
+
+def _count(n: float, what: str) -> str:
+    return f"{_num(n)} {what}" if n == 1 else f"{_num(n)} {what}s"
+
+
+def check_precision(mixed_precision: str, gpu: bool) -> None:
+    """fp16 needs a GPU (on CPU Accelerate would train in fp32 and say nothing)."""
+    if mixed_precision == "fp16" and not gpu:
+        raise SynthError("train.mixed_precision: fp16 needs a GPU and this job trains on CPU; use bf16 or no")
 
 
 def place(job: Job, cpus: int, gpus: float, can_grow: bool, stage: str,
@@ -58,8 +62,8 @@ def place(job: Job, cpus: int, gpus: float, can_grow: bool, stage: str,
         why = "resources.use_gpu is false" if res.use_gpu is False else "the cluster has no GPUs"
         raise SynthError(f"resources.generate_gpus: {_num(res.generate_gpus)} per task, but the job runs on CPU "
                          f"({why})")  # fmt: skip
-    if stage == "train" and not gpu and job.train.mixed_precision == "fp16":
-        raise SynthError("train.mixed_precision: fp16 needs a GPU and this job trains on CPU; use bf16 or no")
+    if stage == "train":
+        check_precision(job.train.mixed_precision, gpu)
     generate_gpus = (1.0 if res.generate_gpus is None else res.generate_gpus) if gpu else 0.0
     if res.generate_tasks:
         tasks = res.generate_tasks
@@ -69,7 +73,6 @@ def place(job: Job, cpus: int, gpus: float, can_grow: bool, stage: str,
         tasks = max(1, cpus // res.generate_cpus)
     p = Placement(
         gpu=gpu,
-        train_workers=workers,
         train_cpus=res.train_cpus or (1 if gpu else max(1, min(cpus // workers, node_cpus))),
         train_gpus=res.train_gpus if gpu else 0.0,
         generate_tasks=tasks,

@@ -22,6 +22,7 @@ from synth.errors import SynthError
 from synth.models import family_for
 from synth.models.common import EMA, from_uint8
 from synth.models.family import ImageShape, StepData
+from synth.placement import check_precision
 from synth.spec import Job
 from synth.train import checkpoint as ckpt
 
@@ -45,8 +46,7 @@ def make_accelerator(use_gpu: bool | None, mixed_precision: str = "no"):
     from accelerate import Accelerator
 
     gpu = torch.cuda.is_available() if use_gpu is None else use_gpu
-    if mixed_precision == "fp16" and not gpu:  # Accelerate would train in fp32 and say nothing
-        raise SynthError("train.mixed_precision: fp16 needs a GPU and this job trains on CPU; use bf16 or no")
+    check_precision(mixed_precision, gpu)
     return Accelerator(cpu=not gpu, mixed_precision=mixed_precision)
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -94,6 +95,8 @@ def main() -> None:
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--members", default=",".join(MEMBERS))
+    ap.add_argument("--repeats", type=int, default=1, help="rounds of every path, alternated; medians are shown")
+    ap.add_argument("--skip-accelerate", action="store_true", help="only the plain loop and Ray Train")
     args = ap.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     results = {}
@@ -103,14 +106,18 @@ def main() -> None:
         sets = [f"train.steps={steps}", f"train.log_every={log_every}", f"train.checkpoint_every={steps}",
                 "train.num_workers=1"]  # fmt: skip
         job = load_job(ROOT / "jobs" / job_file, sets)
-        rates = {}
-        rates["plain"] = plain(job, steps, log_every)
-        with tempfile.TemporaryDirectory() as tmp:
-            rates["accelerate"] = accelerate_loop(job, Path(tmp))
-        with tempfile.TemporaryDirectory() as tmp:
-            rates["ray train"] = ray_train(ROOT / "jobs" / job_file, sets, Path(tmp) / "out", job.train.batch_size)
-        results[name] = rates
-        print(f"{name}: " + ", ".join(f"{k} {v:,.0f} img/s" for k, v in rates.items()), flush=True)
+        runs: dict[str, list[float]] = {}
+        for _ in range(args.repeats):  # alternated, so a slow minute of the machine hits every path
+            runs.setdefault("plain", []).append(plain(job, steps, log_every))
+            if not args.skip_accelerate:
+                with tempfile.TemporaryDirectory() as tmp:
+                    runs.setdefault("accelerate", []).append(accelerate_loop(job, Path(tmp)))
+            with tempfile.TemporaryDirectory() as tmp:
+                runs.setdefault("ray train", []).append(ray_train(ROOT / "jobs" / job_file, sets, Path(tmp) / "out",
+                                                                  job.train.batch_size))  # fmt: skip
+            print(f"{name}: " + ", ".join(f"{k} {v[-1]:,.0f} img/s" for k, v in runs.items()), flush=True)
+        results[name] = rates = {k: statistics.median(v) for k, v in runs.items()}
+        rates.setdefault("accelerate", float("nan"))
     print(f"\n{'model':12s} {'plain':>8s} {'accelerate':>11s} {'ray train':>10s} {'accel/plain':>12s} {'ray/plain':>10s} "
           f"{'overhead':>9s}")  # fmt: skip
     for name, r in results.items():

@@ -42,6 +42,9 @@ def ray_session(address: str | None = None) -> Iterator[None]:
         kwargs["address"] = address
     else:  # "local": a new Ray of our own, never one a `ray start` left running on this machine
         kwargs.update(address="local", include_dashboard=True, dashboard_host="127.0.0.1")
+        # No node of an embedded Ray is ever drained or preempted, so Ray Train's watcher for that is
+        # one more process whose main thread wakes 100 times a second on the cores that train.
+        os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
     hidden = os.environ.pop("RAY_ADDRESS", None) if not address else None  # an http one is for the Jobs API
     global _EMBEDDED
     try:
@@ -108,10 +111,12 @@ def _train_worker(config: dict) -> None:
     import ray.train
     import torch
 
+    from synth.memtune import keep_freed_memory
     from synth.spec import job_from_dict
     from synth.train.loop import train
 
     logging.getLogger("synth").setLevel(logging.INFO)
+    keep_freed_memory()  # Ray Train runs this function in a thread: see synth/memtune.py
     torch.set_num_threads(int(config["threads_per_worker"]))
     if ray.train.get_context().get_world_size() == 1:
         _leave_process_group()

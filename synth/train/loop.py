@@ -139,6 +139,8 @@ def train(job: Job, out_dir: str | Path, log_lines: bool = True, use_gpu: bool |
         log.info(f"[synth train] {job.model.name}: {len(data)} images, {data.num_classes} classes, {world} worker(s) "
                  f"on {device}{precision}; steps {start}->{tcfg.steps}")  # fmt: skip
 
+    sampler = accelerator.unwrap_model(nets[sampler_key])  # once: unwrap_model looks for DeepSpeed on disk each call
+
     def unwrapped() -> dict[str, torch.nn.Module]:
         return {k: accelerator.unwrap_model(m) for k, m in nets.items()}
 
@@ -160,7 +162,7 @@ def train(job: Job, out_dir: str | Path, log_lines: bool = True, use_gpu: bool |
 
         data_step = StepData(real, step_generator(job.seed, step, rank, device), per_rank, data.num_classes, job.model)
         figures = family.train_step(nets, opts, data_step, accelerator.backward)
-        ema.update(accelerator.unwrap_model(nets[sampler_key]), step)
+        ema.update(sampler, step)
 
         done = step + 1
         if done % tcfg.log_every == 0 or done == tcfg.steps:

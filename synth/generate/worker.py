@@ -155,8 +155,8 @@ def load_generator(ref: GeneratorRef, weights: bytes, device: str = "cpu") -> Sa
     net.load_state_dict(load_safetensors(weights))
     if device != "cpu":  # the same bytes when Ray retries a shard on another GPU of the same kind
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
-    # channels-last: oneDNN's and cuDNN's preferred conv layout. Sampling on CPU here, 64 rows a forward:
-    # DCGAN 1.03x at 28x28 and 1.28x at 64x64, the VAE decoder 1.03x, the diffusion U-Net 1.56x (bench/RESULTS.md)
+    # channels-last: oneDNN's and cuDNN's preferred conv layout. Sampling on CPU here, 64 rows a forward
+    # (bench/sampling.py): DCGAN 1.34x at 64x64, the VAE decoder 1.03-1.25x, the diffusion U-Net 1.50x
     net.eval().requires_grad_(False).to(device, memory_format=torch.channels_last)
     _GENERATORS.clear()
     _GENERATORS[key] = Sampler(family, net)

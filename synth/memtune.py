@@ -1,9 +1,9 @@
 """Process-level malloc settings for torch work that runs outside the main thread.
 
-Ray Train runs the training function in a thread of its worker process, and a
-shard task samples in a background thread. glibc gives such threads their own
-malloc arena, and with glibc's defaults freed memory goes back to the kernel as soon as
-a few MiB lie free at the top of a heap. A training step frees its activations
+Ray Train runs the training function in a thread of its worker process
+(engine._train_worker calls ``keep_freed_memory`` there). glibc gives such a
+thread its own malloc arena, and with glibc's defaults freed memory goes back to
+the kernel as soon as a few MiB lie free at the top of a heap. A training step frees its activations
 at its end and allocates them again at the next: with the defaults, every step
 faults its working memory in anew (tests/unit/test_memtune.py: 380,000 page
 faults for 100 rounds of 20 MiB, against 4,000 with these settings).
@@ -29,7 +29,7 @@ def keep_freed_memory() -> bool:
 
     Costs up to ``TRIM_THRESHOLD_BYTES`` of resident memory per arena that a
     process could otherwise return; buys a training step in a worker thread
-    free of mmap/munmap page faults (bench/train_overhead.py). Returns False
+    that reuses its memory instead of faulting it in again (bench/train_thread.py). Returns False
     where there is no glibc to tune (macOS, musl), changing nothing.
     """
     if not sys.platform.startswith("linux"):

@@ -11,7 +11,13 @@
 Each rate counts the steps after the first logged interval (start-up excluded), on the MNIST subset
 at 28x28 with each member's job sizes, torch on all cores. The overhead target is 10%.
 
+--threads N trains on N torch threads in every path (Ray Train: resources.train_cpus=N). With fewer
+threads than cores, Ray's own processes (its daemons, the dashboard, Ray Train's controller and
+helper actors) get a core of their own instead of interrupting the training threads, which splits
+the overhead into what our stack costs per step and what sharing the cores with Ray costs.
+
 Usage: scripts/loopback.sh .venv/bin/python bench/train_overhead.py [--members dcgan_cond,cvae,ddpm_cond,wgan_gp]
+       [--repeats N] [--skip-accelerate] [--threads N]
 """
 
 from __future__ import annotations
@@ -97,14 +103,17 @@ def main() -> None:
     ap.add_argument("--members", default=",".join(MEMBERS))
     ap.add_argument("--repeats", type=int, default=1, help="rounds of every path, alternated; medians are shown")
     ap.add_argument("--skip-accelerate", action="store_true", help="only the plain loop and Ray Train")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads in every path (default: all cores)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     results = {}
     for name in args.members.split(","):
         job_file, steps = MEMBERS[name]
         log_every = steps // 6
         sets = [f"train.steps={steps}", f"train.log_every={log_every}", f"train.checkpoint_every={steps}",
-                "train.num_workers=1"]  # fmt: skip
+                "train.num_workers=1"] + ([f"resources.train_cpus={args.threads}"] if args.threads else [])  # fmt: skip
         job = load_job(ROOT / "jobs" / job_file, sets)
         runs: dict[str, list[float]] = {}
         for _ in range(args.repeats):  # alternated, so a slow minute of the machine hits every path

@@ -46,6 +46,7 @@ def parse_args():
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--naive-count", type=int, default=2_000)
     ap.add_argument("--prefetch", type=int, default=None, help="generate.prefetch (default: the job's)")
+    ap.add_argument("--compile", action="store_true", help="generate.compile: every path samples a torch.compile'd net")
     ap.add_argument("--skip-ray-data", action="store_true")
     ap.add_argument("--skip-naive", action="store_true")
     return ap.parse_args()
@@ -66,6 +67,8 @@ def setup_out(args, tmp: Path):
             "evaluate.features_at_generation=false"]  # fmt: skip (generation alone; bench/features.py times that)
     if args.prefetch is not None:
         sets.append(f"generate.prefetch={args.prefetch}")
+    if args.compile:
+        sets.append("generate.compile=true")
     job = load_job(args.job, sets)
     job = job_from_dict({**job.model_dump(mode="json"), "model": saved["model"]})  # the run's model, any family
     out = tmp / "out"
@@ -113,14 +116,14 @@ def main() -> None:
         @ray.remote(num_cpus=1)
         def sample_only(work, weights) -> int:
             """Samples covered (a source image stands for its ``copies`` samples, as in the real worker)."""
-            G = load_generator(work.generator, weights)
+            G = load_generator(work.generator, weights, compile=work.compile)
             sources = sum(len(b) for b in source_images(work, G))
             assert sources * work.plan.copies >= work.shard.size
             return work.shard.size
 
         @ray.remote(num_cpus=1)
         def sample_keep(work, weights) -> list:
-            G = load_generator(work.generator, weights)
+            G = load_generator(work.generator, weights, compile=work.compile)
             return list(source_images(work, G))
 
         @ray.remote(num_cpus=1)
@@ -156,7 +159,7 @@ def main() -> None:
             rows["ray-data map_batches + write_webdataset"] = ray_data_run(ray, job, out, plan, tmp, args)
 
     if not args.skip_naive:
-        G = load_generator(works[0].generator, weights)
+        G = load_generator(works[0].generator, weights, compile=works[0].compile)
         torch.set_num_threads(args.workers)
         sampling = pipeline.sampling_of(job)
         rows["naive: per image forward + PNG file"] = naive(G, plan, args.naive_count, 1, tmp / "naive", sampling)
@@ -204,7 +207,7 @@ def ray_data_run(ray, job, out, plan, tmp: Path, args) -> float:
 
     def generate(batch: dict) -> dict:
         ids = batch["id"]
-        G = load_generator(ref, Path(weights_path).read_bytes())
+        G = load_generator(ref, Path(weights_path).read_bytes(), compile=job.generate.compile)
         s = plan.samples(int(ids[0]), int(ids[-1]) + 1)
         images = sample_images(G, s.seed, s.label, len(ids), sampling)
         metas = [json.dumps({"index": int(i), "seed": int(sd), "class": int(c)}) for i, sd, c in zip(ids, s.seed, s.label)]

@@ -10,7 +10,7 @@ child's one run, so each row's ratios compare like with like. Counts are sized p
 case takes a few minutes on 2 cores (diffusion costs 50 U-Net passes an image).
 
 Usage: scripts/loopback.sh .venv/bin/python bench/generate_families.py [--families gan,vae,diffusion]
-       [--resolutions 28,64] [--steps 100]
+       [--resolutions 28,64] [--steps 100] [--compile]
 """
 
 from __future__ import annotations
@@ -50,11 +50,11 @@ def train_case(family: str, res: int, steps: int, out: Path) -> None:
     print(f"[{family} {res}x{res}] trained {steps} steps in {time.perf_counter() - t0:.0f} s", flush=True)
 
 
-def measure(family: str, res: int, run: Path) -> dict[str, float]:
+def measure(family: str, res: int, run: Path, compile: bool = False) -> dict[str, float]:
     count, shard, naive = SIZES[(family, res)]
     cmd = [sys.executable, str(ROOT / "bench" / "generate.py"), "--run", str(run), "--job", str(ROOT / "jobs" / JOBS[family]),
            "--count", str(count), "--shard-size", str(shard), "--batch-size", str(min(256, shard)),
-           "--naive-count", str(naive)]  # fmt: skip
+           "--naive-count", str(naive)] + (["--compile"] if compile else [])  # fmt: skip
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode:
@@ -73,6 +73,7 @@ def main() -> None:
     ap.add_argument("--families", default="gan,vae,diffusion")
     ap.add_argument("--resolutions", default="28,64")
     ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("--compile", action="store_true", help="generate.compile in every path (bench/generate.py --compile)")
     args = ap.parse_args()
     results = []
     with tempfile.TemporaryDirectory(prefix="synth-bench-families-") as tmp:
@@ -80,7 +81,7 @@ def main() -> None:
             for res in (int(r) for r in args.resolutions.split(",")):
                 run = Path(tmp) / f"{family}-{res}"
                 train_case(family, res, args.steps, run)
-                results.append((family, res, measure(family, res, run)))
+                results.append((family, res, measure(family, res, run, args.compile)))
     print(f"\n{'family':10s} {'size':>5s} {'limit':>8s} {'synth':>8s} {'/limit':>7s} {'/CPU bound':>10s} {'1->2':>6s} "
           f"{'x naive':>8s} {'x naive-b':>9s} {'x ray-data':>10s}")  # fmt: skip
     for family, res, r in results:

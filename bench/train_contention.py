@@ -27,13 +27,12 @@ import itertools
 import os
 import signal
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from train_cpu_share import start_training  # bench/ is on sys.path when a bench script runs
+
 POLICY = {"batch": os.SCHED_BATCH, "idle": os.SCHED_IDLE}
 
 
@@ -98,14 +97,7 @@ def main() -> None:
     kinds = args.kinds.split(",")
     steps = int((2 * len(kinds) * args.cycles + 2) * args.window * 25)  # more than the run needs at 25 steps/s
     out = Path(tempfile.mkdtemp(prefix="synth-bench-contention-")) / "out"
-    cmd = [sys.executable, "-m", "synth.cli", "train", str(ROOT / "jobs" / "quickstart.yaml"), "--out", str(out),
-           "--set", f"train.steps={steps}", "--set", "train.log_every=20", "--set", f"train.checkpoint_every={steps}"]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    log = out / "train_log.csv"
-    while not (log.is_file() and len(log.read_text().splitlines()) >= 3):
-        if proc.poll() is not None:
-            raise SystemExit("synth train ended before its second log interval")
-        time.sleep(0.2)
+    proc, log = start_training(out, [f"train.steps={steps}", "train.log_every=20", f"train.checkpoint_every={steps}"])
     with open(log) as fh:
         rows = list(csv.DictReader(fh))
     start = log.stat().st_mtime - float(rows[-1]["elapsed_s"])  # wall clock of the log's elapsed_s = 0

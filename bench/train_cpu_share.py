@@ -34,17 +34,25 @@ def cpu_times() -> dict[int, tuple[int, str]]:
     return found
 
 
-def main() -> None:
-    sets = sys.argv[1:]
-    out = Path(tempfile.mkdtemp(prefix="synth-bench-cpu-")) / "out"
-    cmd = [sys.executable, "-m", "synth.cli", "train", str(ROOT / "jobs" / "quickstart.yaml"), "--out", str(out),
-           "--set", "train.steps=600", "--set", "train.log_every=20", *sets]  # fmt: skip
+def start_training(out: Path, sets: list[str]) -> tuple[subprocess.Popen, Path]:
+    """Start `synth train jobs/quickstart.yaml --out out --set ...` in a child process; return it and
+    its loss log once the log has its second interval (start-up behind it)."""
+    cmd = [sys.executable, "-m", "synth.cli", "train", str(ROOT / "jobs" / "quickstart.yaml"), "--out", str(out)]
+    for s in sets:
+        cmd += ["--set", s]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     log = out / "train_log.csv"
     while not (log.is_file() and len(log.read_text().splitlines()) >= 3):
         if proc.poll() is not None:
             raise SystemExit("synth train ended before its second log interval")
         time.sleep(0.2)
+    return proc, log
+
+
+def main() -> None:
+    sets = sys.argv[1:]
+    out = Path(tempfile.mkdtemp(prefix="synth-bench-cpu-")) / "out"
+    proc, log = start_training(out, ["train.steps=600", "train.log_every=20", *sets])
     before, t0 = cpu_times(), time.time()
     time.sleep(15)
     after, seconds = cpu_times(), time.time() - t0

@@ -200,11 +200,13 @@ def generation_plan(job: Job, out: Path, data=None, device: str = "cpu"):
     sampling = sampling_of(job)
     record = ref.family.sampling_record(sampling)
     plan_digest = digest({"plan": asdict(plan), "generator": meta["digest"], "encoding": asdict(encoding),
-                          "augment": job.augment.model_dump(mode="json"), **({"sampling": record} if record else {})})
+                          "augment": job.augment.model_dump(mode="json"), **({"sampling": record} if record else {}),
+                          **({"compile": True} if g.compile else {})})  # compiled kernels may round otherwise
     store = dataset_store(job, out)
     target, takes, inception = feature_target(job, plan)
     works = (ShardWork(store, plan, s, g.batch_size, plan_digest, ref, tuple(names), encoding, job.augment,
-                       g.prefetch, sampling, replace(target, take=takes[s.index]) if target else None, device)
+                       g.prefetch, sampling, replace(target, take=takes[s.index]) if target else None, device,
+                       g.compile)
              for s in plan.shards())  # fmt: skip
     # what every worker gets once, through the object store: the generator's weights, and Inception's
     shared = (weights,) if target is None else (weights, inception)

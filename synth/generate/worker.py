@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import json
+import platform
 import resource
 import time
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ import torch
 from PIL import Image
 
 from synth.augment import AugmentSpec, augment, sample_rng
+from synth.errors import SynthError
 from synth.generate.plan import Plan, ShardTask, sample_key
 from synth.metrics.features import FeatureTarget, features_rel, shard_features
 from synth.models.common import to_uint8
@@ -111,6 +113,7 @@ class ShardWork:
     sampling: Sampling = Sampling()
     features: FeatureTarget | None = None  # Inception features of the shard's first samples, for evaluation
     device: str = "cpu"  # where the generator runs: cpu, or cuda in a task Ray gave a GPU
+    compile: bool = False  # generate.compile: torch.compile the sampling net
 
     @property
     def labelled(self) -> bool:
@@ -142,9 +145,12 @@ class Sampler:
 _GENERATORS: dict[str, Sampler] = {}
 
 
-def load_generator(ref: GeneratorRef, weights: bytes, device: str = "cpu") -> Sampler:
-    """Build the sampling net once per process (cached by digest and device), on ``device``."""
-    key = f"{ref.digest}@{device}"
+def load_generator(ref: GeneratorRef, weights: bytes, device: str = "cpu", compile: bool = False) -> Sampler:
+    """Build the sampling net once per process (cached by digest, device and ``compile``), on ``device``;
+    ``compile``: wrapped in torch.compile (generate.compile), which compiles at the first forward."""
+    if compile:
+        _check_compiler(device)
+    key = f"{ref.digest}@{device}{'+compiled' if compile else ''}"
     cached = _GENERATORS.get(key)
     if cached is not None:
         return cached
@@ -158,9 +164,38 @@ def load_generator(ref: GeneratorRef, weights: bytes, device: str = "cpu") -> Sa
     # channels-last: oneDNN's and cuDNN's preferred conv layout. Sampling on CPU here, 64 rows a forward
     # (bench/sampling.py): DCGAN 1.34x at 64x64, the VAE decoder 1.03-1.25x, the diffusion U-Net 1.50x
     net.eval().requires_grad_(False).to(device, memory_format=torch.channels_last)
+    if compile:
+        # Every forward has FORWARD_ROWS rows, so one static-shape compilation serves the whole process.
+        net = torch.compile(net, dynamic=False)
     _GENERATORS.clear()
     _GENERATORS[key] = Sampler(family, net)
     return _GENERATORS[key]
+
+
+def _check_compiler(device: str) -> None:
+    """torch.compile builds C++ kernels on CPU and Triton ones on GPU: one clear line where this node
+    cannot build them."""
+    if device != "cpu":
+        try:
+            from torch.utils._triton import has_triton
+        except ImportError:  # another torch: its first compiled forward says what is missing
+            return
+        if not has_triton():
+            raise SynthError(f"generate.compile: node {platform.node()} has no Triton for torch.compile on "
+                             f"{device}; install triton, or set generate.compile: false")  # fmt: skip
+        return
+    try:
+        from torch._inductor import config
+        from torch._inductor.cpp_builder import get_cpp_compiler
+        from torch._inductor.exc import InvalidCxxCompiler
+    except ImportError:  # another torch: its first compiled forward says what is missing
+        return
+    try:
+        get_cpp_compiler()
+    except InvalidCxxCompiler:
+        tried = ", ".join(c for c in config.cpp.cxx if c)  # g++, or the CXX environment variable
+        raise SynthError(f"generate.compile: node {platform.node()} has no C++ compiler for torch.compile (tried "
+                         f"{tried}); install one or point CXX at one, or set generate.compile: false") from None  # fmt: skip
 
 
 def sample_images(G: Sampler, seeds: np.ndarray, labels: np.ndarray, batch_size: int,
@@ -318,7 +353,7 @@ def write_one_shard(work: ShardWork, weights: bytes, inception: bytes | None = N
                            _peak_rss_mb())  # fmt: skip
     remove_temporaries(work.store, shard.name)
     work.store.remove(features_rel(shard.name))  # an earlier plan's, or a killed attempt's
-    G = load_generator(work.generator, weights, work.device)
+    G = load_generator(work.generator, weights, work.device, work.compile)
     samples = work.plan.samples(shard.start, shard.stop)
     batches = source_images(work, G, samples)
     if work.prefetch:

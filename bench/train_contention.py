@@ -82,8 +82,10 @@ def apply(kind: str, pids: list[int], on: bool) -> None:
 
 
 def short(cmd: str) -> str:
-    """A command line as a person names it: ray::Actor, gcs_server, dashboard.py."""
+    """A command line as a person names it: ray::Actor, gcs_server, dashboard.py, synth.cli."""
     words = cmd.split()
+    if "-m" in words[:-1]:  # python -m synth.cli: the module
+        return words[words.index("-m") + 1]
     script = next((w for w in words if w.endswith(".py")), words[0] if words else "?")
     return os.path.basename(script) if not script.startswith("ray::") else script
 

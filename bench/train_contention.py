@@ -31,23 +31,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from train_cpu_share import start_training  # bench/ is on sys.path when a bench script runs
+from train_cpu_share import processes, start_training  # bench/ is on sys.path when a bench script runs
 
 POLICY = {"batch": os.SCHED_BATCH, "idle": os.SCHED_IDLE}
-
-
-def processes() -> dict[int, tuple[int, int, str]]:
-    """pid -> (parent pid, user + system clock ticks, command line)."""
-    found = {}
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-            cmd = Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ").strip()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        found[int(pid)] = (int(fields[1]), int(fields[11]) + int(fields[12]), cmd[:90])
-    return found
 
 
 def run_tree(root: int) -> tuple[list[int], int]:

@@ -20,17 +20,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def cpu_times() -> dict[int, tuple[int, str]]:
-    """pid -> (user + system clock ticks, command line)."""
+def processes() -> dict[int, tuple[int, int, str]]:
+    """pid -> (parent pid, user + system clock ticks, command line, or the process name without one)."""
     found = {}
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             stat = Path(f"/proc/{pid}/stat").read_text()
-            cmd = Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ")[:100]
+            cmd = Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ").strip()[:100]
         except OSError:
             continue
         fields = stat[stat.rindex(")") + 2 :].split()
-        found[int(pid)] = (int(fields[11]) + int(fields[12]), cmd or stat[stat.index("(") + 1 : stat.rindex(")")])
+        found[int(pid)] = (int(fields[1]), int(fields[11]) + int(fields[12]),
+                           cmd or stat[stat.index("(") + 1 : stat.rindex(")")])  # fmt: skip
     return found
 
 
@@ -53,11 +54,11 @@ def main() -> None:
     sets = sys.argv[1:]
     out = Path(tempfile.mkdtemp(prefix="synth-bench-cpu-")) / "out"
     proc, log = start_training(out, ["train.steps=600", "train.log_every=20", *sets])
-    before, t0 = cpu_times(), time.time()
+    before, t0 = processes(), time.time()
     time.sleep(15)
-    after, seconds = cpu_times(), time.time() - t0
+    after, seconds = processes(), time.time() - t0
     tick = os.sysconf("SC_CLK_TCK")
-    shares = sorted(((after[p][0] - before.get(p, (0, ""))[0]) / tick / seconds, after[p][1]) for p in after)
+    shares = sorted(((after[p][1] - before.get(p, (0, 0, ""))[1]) / tick / seconds, after[p][2]) for p in after)
     for share, name in shares[::-1][:12]:
         print(f"{share:5.2f} cores  {name}")
     print(f"all processes: {sum(s for s, _ in shares):.2f} cores")

@@ -3,6 +3,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 from pathlib import Path
 
@@ -10,6 +11,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "jobs" / "quickstart.yaml"
+
+
+def members(*tars: Path) -> dict[str, bytes]:
+    """Every member of these tar files, by name, read with tarfile."""
+    found = {}
+    for path in tars:
+        with tarfile.open(path) as tar:
+            found.update({m.name: tar.extractfile(m).read() for m in tar.getmembers()})
+    return found
 
 
 def run_cli(*args: str, timeout_s: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:

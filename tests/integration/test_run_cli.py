@@ -14,7 +14,7 @@ from PIL import Image
 
 from synth.shards import md5_file
 
-from ..conftest import QUICKSTART, run_cli
+from ..conftest import QUICKSTART, members, run_cli
 
 TINY = [
     "--set", "data.limit=1000", "--set", "train.steps=40", "--set", "train.log_every=10",
@@ -242,11 +242,7 @@ def test_compiled_generation_is_another_plan_of_the_same_images(tiny_run, tmp_pa
     shutil.copytree(out, copy)
 
     def samples(root):
-        found = {}
-        for tar in sorted((root / "shards").glob("*.tar")):
-            with tarfile.open(tar) as t:
-                found.update({m.name: t.extractfile(m).read() for m in t.getmembers()})
-        return found
+        return members(*sorted((root / "shards").glob("*.tar")))
 
     eager = samples(copy)
     proc = run_cli("generate", str(QUICKSTART), "--out", str(copy), *TINY, "--set", "generate.compile=true")

@@ -20,6 +20,8 @@ from synth.models import build_gan
 from synth.spec import GanModel
 from synth.storage import Store
 
+from ..conftest import members
+
 NAMES = tuple(str(i) for i in range(10))
 
 
@@ -28,11 +30,6 @@ def works(root, ref, batch_size=16, count=25, shard_size=10, copies=1, **kw):
     plan = Plan(counts, shard_size, job_seed=5, prefix="t", copies=copies)
     store = root if isinstance(root, Store) else Store(root)
     return plan, [ShardWork(store, plan, s, batch_size, "plan-1", ref, NAMES, **kw) for s in plan.shards()]
-
-
-def members(path):
-    with tarfile.open(path) as tar:
-        return {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
 
 
 def test_writes_shard_and_part(tmp_path, generator):

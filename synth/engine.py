@@ -277,7 +277,7 @@ def map_shards(
             try:
                 result = ray.get(ref)
             except ray.exceptions.RayTaskError as exc:
-                cause = exc.as_instanceof_cause()
+                cause = exc.cause  # the task's own exception: its message alone, not Ray's traceback text
                 if isinstance(cause, SynthError):
                     raise SynthError(str(cause)) from None
                 raise

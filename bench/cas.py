@@ -1,13 +1,18 @@
 """Classification Accuracy Score of a finished run: does its synthetic dataset train a classifier?
 
-Trains the same classifier (synth.metrics.cas: ResNet-8 by default, or the 4-layer SmallCNN with
---network cnn; AdamW one-cycle, random 2-pixel shifts, same seed and epochs) three times: on the
-run's generated images, on as many real training images, and on both; tests each on the source's
-real test split (Fashion-MNIST: its 10,000 test images, never seen by the generative model).
-Prints the accuracies, the gap and the ratio. The report (synth evaluate) runs the same protocol
-on ``evaluate.cas_samples`` images; this script runs it on all of them, with more epochs.
+For each classifier (``--networks``: ResNet-8 ``resnet`` and the 4-layer ``cnn``; AdamW one-cycle,
+random 2-pixel shifts) and each classifier seed (``--seeds``), trains the classifier on the run's
+generated images, on as many real training images, and (unless ``--no-mixed``) on both; tests each
+on the source's real test split (MNIST's or Fashion-MNIST's 10,000 test images, never seen by the
+generative model). Prints every run, then per classifier the mean and spread (standard deviation)
+over the seeds of the CAS, the baseline and the gap: a result that holds for two architectures and
+several seeds is about the data, not the measurement. ``--table`` adds the report's CAS table
+(synth.metrics.cas.cas_table: real + synthetic at 1x/2x/5x, 1% and 10% of the real labels with and
+without synthetic images) on the same images. The report (synth evaluate) runs the same protocol on
+``evaluate.cas_samples`` images with one network and seed; this script on all of them, with more epochs.
 
-Usage: .venv/bin/python bench/cas.py JOB.yaml --out RUN_DIR [--epochs 10] [--network cnn] [--no-mixed] [--json FILE]
+Usage: .venv/bin/python bench/cas.py JOB.yaml --out RUN_DIR [--networks resnet,cnn] [--seeds 0,1,2]
+       [--epochs 10] [--limit N] [--no-mixed] [--table] [--json FILE]
 """
 
 from __future__ import annotations
@@ -21,11 +26,22 @@ import numpy as np
 import torch
 
 from synth.data import load_dataset, load_test_dataset
-from synth.metrics.cas import NETWORKS, cas_images_seen, classification_accuracy_score
+from synth.metrics.cas import (
+    NETWORKS,
+    cas_images_seen,
+    cas_table,
+    cas_table_images_seen,
+    classification_accuracy_score,
+    table_arms,
+)
 from synth.metrics.evaluate import read_generated
 from synth.pipeline import dataset_store
 from synth.progress import Progress
 from synth.spec import load_job
+
+
+def spread(values: list[float]) -> str:
+    return f"{100 * np.mean(values):6.2f} ± {100 * np.std(values):4.2f}"
 
 
 def main() -> None:
@@ -34,48 +50,64 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True, help="the run's --out folder")
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--limit", type=int, default=None, help="use N generated images, as many from the head of every shard (default: all)")
-    ap.add_argument("--seed", type=int, default=None, help="the classifiers' seed (default: the job's)")
+    ap.add_argument("--networks", default="resnet,cnn", help=f"classifiers, comma-separated, of {', '.join(NETWORKS)}")
+    ap.add_argument("--seeds", default=None, help="classifier seeds, comma-separated (default: the job's seed)")
+    ap.add_argument("--network", choices=sorted(NETWORKS), default=None, help="one classifier (as --networks NAME)")
+    ap.add_argument("--seed", type=int, default=None, help="one classifier seed (as --seeds N)")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
-    ap.add_argument("--network", choices=sorted(NETWORKS), default="resnet", help="the classifier (default: resnet)")
     ap.add_argument("--no-mixed", action="store_true", help="skip the classifier trained on real plus generated images")
+    ap.add_argument("--table", action="store_true", help="also the CAS table (real + synthetic, low-data rows)")
     args = ap.parse_args()
     job = load_job(args.job, [])
+    networks = [args.network] if args.network else args.networks.split(",")
+    seeds = [args.seed] if args.seed is not None else [int(s) for s in (args.seeds or str(job.seed)).split(",")]
     test = load_test_dataset(job.data)
     if test is None:
         raise SystemExit(f"data.source {job.data.source!r} has no real test split to score on")
     real = load_dataset(job.data, job.seed)
     made = read_generated(dataset_store(job, args.out), args.limit or job.generate.count)
     fake = (made.images, made.labels)
-    n = len(fake[1])
-    if n < len(real):  # the baseline trains on as many real images as there are generated ones
-        keep = np.sort(np.random.default_rng(job.seed).permutation(len(real))[:n])
-        real_xy = (real.images[keep], real.labels[keep])
-    else:
-        real_xy = (real.images, real.labels)
-    seed = job.seed if args.seed is None else args.seed
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {n:,} generated, "
-          f"{len(real_xy[1]):,} real training, {len(test):,} real test images; "
-          f"{args.epochs} epochs, seed {seed}")  # fmt: skip
+    n = min(len(fake[1]), len(real))
+    keep = np.sort(np.random.default_rng(job.seed).permutation(len(real))[:n])  # as many real as generated
+    real_xy = (real.images[keep], real.labels[keep])
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {len(fake[1]):,} generated, {n:,} real "
+          f"training, {len(test):,} real test images; {args.epochs} epochs; networks {', '.join(networks)}; "
+          f"seeds {', '.join(map(str, seeds))}", flush=True)  # fmt: skip
     t0 = time.perf_counter()
-    total = cas_images_seen(n, len(real_xy[1]), args.epochs, mixed=not args.no_mixed)
+    results: dict[str, list] = {}
+    total = cas_images_seen(n, n, args.epochs, mixed=not args.no_mixed) * len(networks) * len(seeds)
     with Progress("CAS classifiers", total, "img") as bar:
-        result = classification_accuracy_score(
-            fake, real_xy, (test.images, test.labels), test.num_classes, args.epochs, seed, bar.update,
-            network=args.network, mixed=not args.no_mixed,
-        )
+        for network in networks:
+            for seed in seeds:
+                r = classification_accuracy_score((fake[0][:n], fake[1][:n]), real_xy, (test.images, test.labels),
+                                                  test.num_classes, args.epochs, seed, bar.update, network=network,
+                                                  mixed=not args.no_mixed)  # fmt: skip
+                results.setdefault(network, []).append(r)
+                mixed = f", real + generated {100 * r.real_plus_synthetic.accuracy:.2f}%" if r.real_plus_synthetic else ""
+                print(f"  {network:6s} seed {seed}: CAS {100 * r.synthetic.accuracy:.2f}%, real {100 * r.real.accuracy:.2f}%"
+                      f"{mixed}; gap {100 * r.gap:.2f}", flush=True)  # fmt: skip
+    print(f"\n{'classifier':10s} {'CAS':>15s} {'real':>15s} {'gap (points)':>15s} {'real + gen':>15s}   (mean ± std over "
+          f"{len(seeds)} seed(s), {n:,} images each side)")  # fmt: skip
+    for network, rs in results.items():
+        mixed = spread([r.real_plus_synthetic.accuracy for r in rs]) if rs[0].real_plus_synthetic else "-"
+        print(f"{network:10s} {spread([r.synthetic.accuracy for r in rs]):>15s} {spread([r.real.accuracy for r in rs]):>15s} "
+              f"{spread([r.gap for r in rs]):>15s} {mixed:>15s}")  # fmt: skip
+    rows = []
+    if args.table:
+        arms = table_arms(n, len(fake[1]))
+        with Progress("CAS table", cas_table_images_seen(arms, n, args.epochs, len(seeds)) * len(networks), "img") as bar:
+            for network in networks:
+                rows += cas_table(fake, real_xy, (test.images, test.labels), test.num_classes, args.epochs, seeds,
+                                  network, bar.update, arms, subset_seed=job.seed + 4)  # fmt: skip
+        print(f"\n{'trained on':24s} {'real':>7s} {'generated':>9s} " + " ".join(f"{k:>15s}" for k in networks))
+        for arm in arms:
+            cells = [next(r for r in rows if r["arm"] == arm.name and r["network"] == k) for k in networks]
+            print(f"{arm.name:24s} {arm.real:7,d} {arm.synthetic:9,d} " + " ".join(f"{spread(c['accuracy']):>15s}" for c in cells))
     seconds = time.perf_counter() - t0
-    print(f"\n{'trained on':22s} {'test accuracy':>14s}")
-    print(f"{'generated (CAS)':22s} {100 * result.synthetic.accuracy:13.2f}%")
-    print(f"{'real (baseline)':22s} {100 * result.real.accuracy:13.2f}%")
-    if result.real_plus_synthetic is not None:
-        print(f"{'real + generated':22s} {100 * result.real_plus_synthetic.accuracy:13.2f}%")
-    print(f"gap {100 * result.gap:.2f} points; CAS / baseline = {result.synthetic.accuracy / result.real.accuracy:.3f}; "
-          f"{seconds:.0f} s")  # fmt: skip
-    print("per class (generated / real):")
-    for name, s, r in zip(test.class_names, result.synthetic.per_class, result.real.per_class):
-        print(f"  {name:12s} {100 * s:6.1f}% {100 * r:6.1f}%")
+    print(f"\n{seconds:.0f} s")
     if args.json:
-        figures = {**result.to_dict(), "run": str(args.out), "seed": seed, "seconds": seconds}
+        figures = {"run": str(args.out), "seeds": seeds, "epochs": args.epochs, "seconds": seconds, "images": n,
+                   "results": {k: [r.to_dict() for r in rs] for k, rs in results.items()}, "table": rows}  # fmt: skip
         args.json.write_text(json.dumps(figures, indent=2))
 
 

@@ -98,7 +98,7 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="synth-bench-gen-"))
     job, out = setup_out(args, tmp)
-    plan, works, shared, names = pipeline.generation_plan(job, out)
+    plan, works, shared, names, _, _ = pipeline.generation_plan(job, out)
     weights = shared[0]
     works = list(works)
     print(f"job {args.job.name}: {plan.count:,} images, {plan.num_shards} shards of {plan.shard_size}, "
@@ -117,7 +117,7 @@ def main() -> None:
         def sample_only(work, weights) -> int:
             """Samples covered (a source image stands for its ``copies`` samples, as in the real worker)."""
             G = load_generator(work.generator, weights, compile=work.compile)
-            sources = sum(len(b) for b in source_images(work, G))
+            sources = sum(len(images) for images, _ in source_images(work, G))
             assert sources * work.plan.copies >= work.shard.size
             return work.shard.size
 

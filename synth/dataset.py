@@ -9,10 +9,15 @@ buffer, images decoded to tensors and classes to ints.
 from __future__ import annotations
 
 import io
+import itertools
+import math
 import random
 import warnings
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
+
+from torch.utils.data import IterableDataset
 
 from synth.manifest import IMAGE_EXTS, read_info
 from synth.storage import Store
@@ -29,6 +34,8 @@ def open_dataset(
     shuffle_buffer: int = 2000,
     transform: Callable[[Any], Any] | None = None,
     split: str = "train",
+    real: Any = None,
+    real_fraction: float = 0.5,
 ):
     """A PyTorch IterableDataset of ``(image, class)`` from a synth dataset folder or URL.
 
@@ -42,11 +49,22 @@ def open_dataset(
     dataset's sample count. In an unlabelled dataset (made by an
     unconditional model) every class is ``UNLABELLED`` (-1).
 
+    ``real`` mixes real images in, ``real_fraction`` of the stream: a data source's name
+    (``"fashion_mnist"``, ``"mnist"``, ...: its training split, at the synthetic images' size), a
+    ``synth.spec.DataSpec`` (or its dict), or another synth dataset or folder of shards. Position k of
+    each worker's stream is real when ``floor((k+1)f) > floor(kf)``, so any run of B consecutive
+    samples (a batch) holds ``floor(Bf)`` or ``ceil(Bf)`` real ones. The real images are drawn in a
+    seeded order (``seed``, ``epoch``), split across ranks and workers like the shards, and repeated
+    when used up; an epoch ends with the synthetic samples, and ``len()`` counts both. The classes
+    must be the synthetic dataset's.
+
     Example::
 
         ds = synth.open_dataset("runs/quickstart")
         loader = torch.utils.data.DataLoader(ds, batch_size=256, num_workers=2)
         for images, labels in loader: ...
+
+        mixed = synth.open_dataset("runs/fashion", real="fashion_mnist", real_fraction=0.25)
     """
     import webdataset as wds
     from webdataset.tariterators import group_by_keys, tar_file_expander
@@ -72,7 +90,78 @@ def open_dataset(
     stages.append(wds.map(_decoder(transform)))
     with warnings.catch_warnings():  # with_length warns that it does not cap an epoch: we know
         warnings.simplefilter("ignore", UserWarning)
-        return wds.DataPipeline(*stages).with_length(num_samples)
+        synthetic = wds.DataPipeline(*stages).with_length(num_samples)
+    if real is None:
+        return synthetic
+    if not 0 <= real_fraction < 1:
+        raise ValueError(f"real_fraction: {real_fraction} is not in [0, 1)")
+    names = list(info.get("class_names") or [])
+    reals = _real_stream(real, store, files, names, seed, epoch, transform)
+    length = math.ceil(num_samples / (1 - real_fraction)) if real_fraction else num_samples
+    return MixedDataset(synthetic, reals, real_fraction, length)
+
+
+class MixedDataset(IterableDataset):
+    """Synthetic samples with real ones interleaved at ``fraction`` (see ``open_dataset``'s ``real``)."""
+
+    def __init__(self, synthetic, reals: Callable[[], Iterator], fraction: float, length: int):
+        self.synthetic, self.reals, self.fraction, self.length = synthetic, reals, fraction, length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __iter__(self):
+        real = self.reals()  # made in the DataLoader worker: it splits the real images by rank and worker
+        synthetic = iter(self.synthetic)
+        f = self.fraction
+        for k in itertools.count():
+            if math.floor((k + 1) * f) > math.floor(k * f):
+                yield next(real)
+                continue
+            item = next(synthetic, None)
+            if item is None:
+                return
+            yield item
+
+
+def _real_stream(real, store: Store, files: list[str], names: list[str], seed: int, epoch: int, transform):
+    """A factory of the real images' endless iterator of decoded ``(image, class)``."""
+    from synth.spec import DataSpec
+
+    if isinstance(real, (str, Path)) and str(real) not in _SOURCE_NAMES:
+        other = Store(str(real))
+        theirs = list(read_info(other).get("class_names") or [])
+        if theirs != names:
+            raise ValueError(f"real={real}: its classes ({', '.join(theirs[:10])}) are not the synthetic dataset's "
+                             f"({', '.join(names[:10])})")  # fmt: skip
+
+        def from_shards() -> Iterator:
+            for cycle in itertools.count():  # a new order each time round
+                yield from open_dataset(str(real), shuffle=True, seed=seed + 1, epoch=epoch * 1_000 + cycle,
+                                        transform=transform)  # fmt: skip
+
+        return from_shards
+    size, channels = _first_image_shape(store, files[0])
+    spec = real if isinstance(real, DataSpec) else DataSpec.model_validate(
+        {"source": real, "resolution": size, "channels": channels} if isinstance(real, str) else real)
+    from synth.data import load_dataset
+
+    data = load_dataset(spec, seed)
+    if list(data.class_names) != names:
+        raise ValueError(f"real={spec.source}: its classes ({', '.join(data.class_names[:10])}) are not the synthetic "
+                         f"dataset's ({', '.join(names[:10])})")  # fmt: skip
+    decode = _array_decoder(transform)
+
+    def from_arrays() -> Iterator:
+        import numpy as np
+
+        part, parts = _this_worker()
+        for cycle in itertools.count():
+            order = np.random.default_rng([seed, epoch, cycle]).permutation(len(data))[part::parts]
+            for i in order:
+                yield decode(data.images[i], int(data.labels[i]))
+
+    return from_arrays
 
 
 def _opener(store: Store):
@@ -116,3 +205,42 @@ def _to_tensor(image):
     arr = np.asarray(image)
     arr = arr[:, :, None] if arr.ndim == 2 else arr
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255.0)
+
+
+_SOURCE_NAMES = ("digits", "mnist_subset", "mnist", "fashion_mnist")  # sources named without a folder
+
+
+def _first_image_shape(store: Store, shard: str) -> tuple[int, int]:
+    """(size, channels) of the first image of a shard: the real images are loaded at that size."""
+    from synth.shards import read_shard, sample_image
+
+    with store.open(shard) as fh:
+        key, fields = next(iter(read_shard(fh)))
+    image = sample_image(fields, f"{shard}: sample {key}")
+    return int(image.shape[0]), int(image.shape[2])
+
+
+def _this_worker() -> tuple[int, int]:
+    """(this process's part, the number of parts): torch.distributed rank x DataLoader worker."""
+    import torch.distributed as dist
+    from torch.utils.data import get_worker_info
+
+    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_available() and dist.is_initialized() else (0, 1)
+    worker = get_worker_info()
+    wid, workers = (worker.id, worker.num_workers) if worker is not None else (0, 1)
+    return rank * workers + wid, world * workers
+
+
+def _array_decoder(transform):
+    """(uint8 HWC image, class) -> what the synthetic side's decoder gives: a tensor, or transform(PIL image)."""
+
+    def decode(image, label: int):
+        from PIL import Image
+
+        if transform is not None:
+            return transform(Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)), label
+        import torch
+
+        return torch.from_numpy(image.copy()).permute(2, 0, 1).float().div_(255.0), label
+
+    return decode

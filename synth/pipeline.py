@@ -11,8 +11,10 @@ import json
 import shutil
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Any, NamedTuple
 
 from synth.errors import SynthError
 from synth.fsutil import data_digest
@@ -68,6 +70,7 @@ def preflight(job: Job):
         raise SynthError(f"data: {job.data.source} gave no images")
     build_nets(job.model, job.data.resolution, job.data.channels, data.num_classes)
     class_counts(job, list(data.class_names), data)
+    check_filter_file(job, list(data.class_names))
     if job.output.url:
         from synth.storage import Store
 
@@ -96,8 +99,9 @@ def run_train(job: Job, out: Path, data=None) -> dict:
     placed = engine.placement(job, "train")  # a request Ray cannot meet fails here, before --out is claimed
     claim_out_dir(out, job)
     start = int(state["step"]) if state else 0
+    trained_on = {"source": job.data.source, "images": len(data), "classes": data.num_classes}
     if start >= job.train.steps and (out / "checkpoints" / ckpt.GENERATOR_FILE).is_file():
-        return {"step": start, "skipped": True}
+        return {"step": start, "skipped": True, "data": trained_on}
     t0 = time.perf_counter()
     with Progress("train", job.train.steps, "steps") as bar:
         bar.done = start
@@ -111,6 +115,7 @@ def run_train(job: Job, out: Path, data=None) -> dict:
             watcher.join()
         bar.update(completed=int(metrics.get("step", job.train.steps)))
     metrics["seconds"] = time.perf_counter() - t0
+    metrics["data"] = trained_on  # for the dataset card: what the model learnt from
     return metrics
 
 
@@ -182,10 +187,23 @@ def sampling_of(job: Job):
     return Sampling(g.truncation, g.sampler, g.steps, g.eta, g.guidance)
 
 
-def generation_plan(job: Job, out: Path, data=None, device: str = "cpu"):
-    """The plan, one ShardWork per shard (lazily), what the workers share (``write_one_shard``'s
-    arguments after the work: the generator's weights, and Inception's if they compute features) and
-    the class names. ``device``: where the workers run the generator (engine.placement)."""
+class GenerationPlan(NamedTuple):
+    """What ``synth generate`` runs: the plan, one ShardWork per shard (lazily), what the workers share
+    (``write_one_shard``'s arguments after the work), the class names, the plan's digest and what the
+    filter's classifier is (None without a filter)."""
+
+    plan: Any
+    works: Iterator
+    shared: tuple
+    names: list[str]
+    digest: str
+    judge: str | None
+
+
+def generation_plan(job: Job, out: Path, data=None, device: str = "cpu") -> GenerationPlan:
+    """The job's GenerationPlan. Shared with the workers: the generator's weights, Inception's if they
+    compute features, the filter's classifier if there is one. ``device``: where the workers run the
+    generator (engine.placement)."""
     from synth.generate.plan import Plan
     from synth.generate.worker import Encoding, GeneratorRef, ShardWork
     from synth.train import checkpoint as ckpt
@@ -199,18 +217,60 @@ def generation_plan(job: Job, out: Path, data=None, device: str = "cpu"):
     ref = GeneratorRef(job.model.name, mcfg, meta["digest"])
     sampling = sampling_of(job)
     record = ref.family.sampling_record(sampling)
+    judge = judge_file(job, names, data) if g.filter is not None else None
     plan_digest = digest({"plan": asdict(plan), "generator": meta["digest"], "encoding": asdict(encoding),
                           "augment": job.augment.model_dump(mode="json"), **({"sampling": record} if record else {}),
-                          **({"compile": True} if g.compile else {})})  # compiled kernels may round otherwise
+                          **({"compile": True} if g.compile else {}),  # compiled kernels may round otherwise
+                          **({"filter": {**g.filter.model_dump(mode="json"), "classifier": judge.digest}}
+                             if judge else {})})  # fmt: skip
     store = dataset_store(job, out)
     target, takes, inception = feature_target(job, plan)
     works = (ShardWork(store, plan, s, g.batch_size, plan_digest, ref, tuple(names), encoding, job.augment,
                        g.prefetch, sampling, replace(target, take=takes[s.index]) if target else None, device,
-                       g.compile)
+                       g.compile, g.filter)
              for s in plan.shards())  # fmt: skip
-    # what every worker gets once, through the object store: the generator's weights, and Inception's
-    shared = (weights,) if target is None else (weights, inception)
-    return plan, works, shared, names
+    # what every worker gets once, through the object store: the generator's weights, Inception's (for the
+    # report's features) and the filter's classifier, where the job asks for them
+    shared = (weights, inception, judge.data if judge else None)
+    while shared[-1] is None and len(shared) > 1:
+        shared = shared[:-1]
+    return GenerationPlan(plan, works, shared, names, plan_digest, judge.description if judge else None)
+
+
+def check_filter_file(job: Job, class_names: list[str]) -> None:
+    """A user's classifier for generate.filter, checked before anything runs (the domain one is made later)."""
+    if job.generate.filter is not None and job.generate.filter.classifier != "domain":
+        judge_file(job, class_names)
+
+
+def judge_file(job: Job, class_names: list[str], data=None):
+    """The classifier of ``generate.filter`` as a JudgeFile: the domain classifier (from the evaluation
+    cache, or trained now on the real training split and cached), or the user's file, checked to give
+    one score per class of the job. SynthError (one line) for a file that cannot serve."""
+    from synth.fsutil import data_digest
+    from synth.generate.filter import JudgeFile, check_judge, judge_kind
+
+    spec = job.generate.filter
+    if spec.classifier == "domain":
+        from synth.metrics.classifier import export_classifier
+        from synth.metrics.evaluate import DOMAIN_NAME, domain_classifier
+
+        if data is None:
+            from synth.data import load_dataset
+
+            data = load_dataset(job.data, job.seed)
+        clf = domain_classifier(data, job.evaluate.classifier_epochs, job.seed)
+        blob = export_classifier(clf.model, "cnn", list(data.class_names), job.data.channels)
+        what = (f"the domain classifier: {DOMAIN_NAME}, {clf.held_out_accuracy:.2%} on {clf.held_out_size:,} "
+                "held-out real images")  # fmt: skip
+        return JudgeFile(blob, "safetensors", data_digest(blob), what)
+    path = Path(spec.classifier).expanduser()
+    if not path.is_file():
+        raise SynthError(f"generate.filter.classifier: {path}: no such file (give 'domain', or a TorchScript or "
+                         "safetensors classifier)")  # fmt: skip
+    blob = path.read_bytes()
+    check_judge(blob, str(path), class_names, job.data.resolution, job.data.channels)
+    return JudgeFile(blob, judge_kind(blob), data_digest(blob), f"{path.name} ({judge_kind(blob)})")
 
 
 def feature_target(job: Job, plan):
@@ -247,6 +307,7 @@ def preflight_generate(job: Job, out: Path) -> None:
     check_out_dir(out, job, must_exist=True)
     meta, _ = ckpt.load_generator_files(out / "checkpoints")
     class_counts(job, list(meta["class_names"]))
+    check_filter_file(job, list(meta["class_names"]))
     if job.output.url:
         from synth.storage import Store
 
@@ -266,7 +327,8 @@ def run_generate(job: Job, out: Path) -> dict:
     check_out_dir(out, job, must_exist=True)
     check_dataset_store(job, out)
     placed = engine.placement(job, "generate")
-    plan, works, shared, names = generation_plan(job, out, device=placed.generate_device)
+    made_by = generation_plan(job, out, device=placed.generate_device)
+    plan, works, shared, names = made_by.plan, made_by.works, made_by.shared, made_by.names
     claim_out_dir(out, job)  # records output.url, so `synth verify OUT` and `synth evaluate` find the dataset
     store = dataset_store(job, out)
     if job.output.url:
@@ -308,7 +370,7 @@ def run_generate(job: Job, out: Path) -> dict:
     seconds = time.perf_counter() - t0
     summary = write_manifest(store, plan, names, job.output.name)
     made = done["made"]
-    return {
+    result = {
         "count": plan.count,
         "class_counts": list(plan.class_counts),
         "copies": plan.copies,
@@ -325,6 +387,19 @@ def run_generate(job: Job, out: Path) -> dict:
         "worker_peak_rss_mb": round(done["worker_peak_rss_mb"], 1),
         "driver_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
     }
+    write_generation_card(job, out, store, result, made_by)
+    return result
+
+
+def write_generation_card(job: Job, out: Path, store, made: dict, planned: GenerationPlan) -> None:
+    """The dataset card (synth.datacard) beside the shards, as generation leaves them (no figures yet)."""
+    from synth.datacard import generation_card, write_card
+    from synth.report import load_summaries
+    from synth.train import checkpoint as ckpt
+
+    meta = json.loads((out / "checkpoints" / ckpt.GENERATOR_META).read_text())
+    data = load_summaries(out).get("train", {}).get("data")
+    write_card(store, generation_card(job, made, meta, planned.digest, planned.names, data, planned.judge))
 
 
 SHARD_NODES = ".synth/nodes/shards.json"
@@ -351,11 +426,12 @@ def remove_stale_shards(store, plan) -> None:
     """Delete shards and parts the current plan does not have, and temporaries left by killed attempts."""
     import re
 
+    from synth.generate.filter import FILTER_DIR
     from synth.generate.worker import PARTS_DIR, SHARDS_DIR
     from synth.metrics.features import FEATURES_DIR
 
     pattern = re.compile(rf"^{re.escape(plan.prefix)}-(\d{{6,}})\.(tar|parquet|npz)$")
-    for folder in (SHARDS_DIR, PARTS_DIR, FEATURES_DIR):
+    for folder in (SHARDS_DIR, PARTS_DIR, FEATURES_DIR, FILTER_DIR):
         for name in store.listdir(folder):
             m = pattern.match(name)
             if name.startswith(".") or (m and int(m.group(1)) >= plan.num_shards) or (
@@ -380,6 +456,10 @@ def run_evaluate(job: Job, out: Path, generated: Path | None = None, ray_ready=N
     figures = evaluate(job, out, generated, feature_pass)
     out.mkdir(parents=True, exist_ok=True)
     write_report(out, job, figures)
+    if generated is None:
+        from synth.datacard import complete_card
+
+        complete_card(dataset_store(job, out), figures)
     return figures
 
 

@@ -45,10 +45,17 @@ def write_report(out: Path, job: Job, figures: dict) -> None:
         recon_b64 = base64.b64encode(recon_png).decode()
     nn_b64 = [base64.b64encode(grid_to_png(nn_strip(strip), width=240)).decode()
               for strip in figures.pop("memorisation_images", [])]  # fmt: skip
+    rejected = figures.pop("filter_rejected_grid", None)
+    rejected_b64 = None
+    if rejected is not None:
+        rejected_png = grid_to_png(rejected)
+        atomic_write_bytes(out / "report_rejected.png", rejected_png)
+        rejected_b64 = base64.b64encode(rejected_png).decode()
     stages = load_summaries(out)
     doc = {"job": job.model_dump(mode="json"), "figures": figures, **stages}
     atomic_write_json(out / "report.json", doc)
-    page = render_html(job, figures, stages, base64.b64encode(grid_png).decode(), read_log(out), recon_b64, nn_b64)
+    page = render_html(job, figures, stages, base64.b64encode(grid_png).decode(), read_log(out), recon_b64, nn_b64,
+                       rejected_b64)
     atomic_write_bytes(out / "report.html", page.encode())
 
 
@@ -151,7 +158,74 @@ def cas_section(f: dict) -> str:
             f"classifier ({html.escape(cas['network'])}) trained three ways, each tested on {html.escape(cas['test_set'])} "
             f"that the generative model never saw. Gap to the real baseline: <b>{100 * cas['gap']:.2f} points</b>.</p>"
             f"<table><tr><th>trained on</th><th>training images</th><th>test accuracy</th></tr>{rows}</table>"
-            f"<p class=small>Protocol: {html.escape(cas['protocol'])}.</p>")  # fmt: skip
+            f"<p class=small>Protocol: {html.escape(cas['protocol'])}.</p>{cas_table_section(f.get('cas_table'))}")  # fmt: skip
+
+
+def cas_table_section(table: dict | None) -> str:
+    """evaluate.cas_table: per row of real and synthetic training images, each classifier's test accuracy
+    (mean ± spread over its seeds)."""
+    if not table:
+        return ""
+    networks = list(table["networks"])
+    by_arm: dict[str, dict] = {}
+    for row in table["rows"]:
+        by_arm.setdefault(row["arm"], {"real": row["real"], "synthetic": row["synthetic"]})[row["network"]] = row
+
+    def cell(row) -> str:
+        if row is None:
+            return "n/a"
+        spread = f" ± {100 * row['std']:.2f}" if len(row["seeds"]) > 1 else ""
+        return f"{100 * row['mean']:.2f}%{spread}"
+
+    head = "".join(f"<th>{html.escape(n)}</th>" for n in networks)
+    rows = "".join(f"<tr><td>{html.escape(arm)}</td><td>{v['real']:,}</td><td>{v['synthetic']:,}</td>"
+                   + "".join(f"<td>{cell(v.get(n))}</td>" for n in networks) + "</tr>" for arm, v in by_arm.items())  # fmt: skip
+    nets = "; ".join(f"{html.escape(k)}: {html.escape(v)}" for k, v in table["networks"].items())
+    return (f"<h3>Real and synthetic data together</h3><p>Test accuracy of classifiers trained on real images, "
+            f"generated ones, and both, including the low-data case (a few real labels, with and without generated "
+            f"images). Mean ± spread (standard deviation) over the classifier seeds.</p><table><tr><th>trained on"
+            f"</th><th>real</th><th>generated</th>{head}</tr>{rows}</table><p class=small>{nets}. "
+            f"{html.escape(table['protocol'])}.</p>")  # fmt: skip
+
+
+def filter_section(job: Job, f: dict, rejected_b64: str | None) -> str:
+    """What generate.filter kept and rejected, per class, with the rejected candidates' grid."""
+    flt, spec = f.get("filter"), job.generate.filter
+    if not flt:
+        return ""
+    names = [r["class"] for r in flt["per_class"]]
+
+    def drift(counts: list[int]) -> str:
+        top = [i for i in np.argsort(counts)[::-1][:2] if counts[i]]
+        return ", ".join(f"{html.escape(names[i])} ({counts[i]:,})" for i in top) or "-"
+
+    rows = "".join(
+        f"<tr><td>{html.escape(r['class'])}</td><td>{r['kept']:,}</td><td>{_fmt(r['drawn_per_kept'])}</td>"
+        f"<td>{_fmt(r['kept_score_median'])}</td><td>{r['rejected']:,}</td><td>{drift(r['rejected_seen_as'])}</td></tr>"
+        for r in flt["per_class"]
+    )
+    bins = flt["bins"]
+    hist = "".join(f"<tr><td>{bins[i]:.1f}-{bins[i + 1]:.1f}</td><td>{k:,}</td><td>{r:,}</td></tr>"
+                   for i, (k, r) in enumerate(zip(flt["kept_histogram"], flt["rejected_histogram"])))  # fmt: skip
+    who = "the domain classifier" if spec is None or spec.classifier == "domain" else html.escape(spec.classifier)
+    bias = ""
+    if spec is None or spec.classifier == "domain":
+        bias = (" The same classifier measures label fidelity above, so that figure is high by construction: "
+                "judge a filtered dataset by its Classification Accuracy Score.")  # fmt: skip
+    rule = ""
+    if spec is not None:
+        rule = (f" Kept: the image {who} puts in the class asked for, with probability at least "
+                f"{spec.min_confidence}, the most confident of {spec.candidates} candidates"
+                f"{f' up to {spec.cap} (above it, the first drawn)' if spec.cap < 1 else ''}; up to "
+                f"{spec.max_candidates} drawn for one image.")  # fmt: skip
+    grid = (f'<p>Rejected candidates, one row per class asked for:</p><img class="grid" '
+            f'src="data:image/png;base64,{rejected_b64}" alt="rejected candidates">' if rejected_b64 else "")  # fmt: skip
+    return (f"<h2>Quality filter</h2><p>Every image was chosen among candidates by {who}: "
+            f"{flt['drawn']:,} drawn for {flt['kept']:,} kept, <b>{_fmt(flt['drawn_per_kept'])}</b> per kept image."
+            f"{rule}{bias}</p><table><tr><th>class</th><th>kept</th><th>drawn per kept</th><th>median score kept"
+            f"</th><th>rejected</th><th>rejected ones seen as</th></tr>{rows}</table>"
+            f"<p>Scores (the classifier's probability of the class asked for) of the kept and the rejected "
+            f"candidates:</p><table><tr><th>score</th><th>kept</th><th>rejected</th></tr>{hist}</table>{grid}")
 
 
 def memorisation_section(f: dict, nn_b64: list[str]) -> str:
@@ -190,7 +264,7 @@ def _fmt(v) -> str:
 
 
 def render_html(job: Job, f: dict, stages: dict, grid_b64: str, log_rows: list[dict], recon_b64: str | None = None,
-                nn_b64: list[str] | None = None) -> str:  # fmt: skip
+                nn_b64: list[str] | None = None, rejected_b64: str | None = None) -> str:  # fmt: skip
     clf = f["classifier"]
     n_gen, n_real = f["num_generated"], f["num_real"]
     labelled = f.get("label_fidelity") is not None
@@ -307,6 +381,7 @@ generated images that the domain classifier assigns to the class they were gener
 <table><tr><th>class</th><th>requested</th><th>seen</th><th>label fidelity</th><th>FID, domain features</th></tr>{per_class}</table>
 <p class=small>Per-class FID compares each class's generated images with the real images of that class (about
 {n_real // max(f['num_classes'], 1)} of each): a class drawn badly stands out here.</p>
+{filter_section(job, f, rejected_b64)}
 {cas_section(f)}
 {memorisation_section(f, nn_b64 or [])}
 <h2>Training losses</h2>

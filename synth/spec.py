@@ -226,6 +226,58 @@ Classes = Annotated[
 ResizeFilter = Literal["nearest", "bilinear", "bicubic", "lanczos", "box"]
 
 
+def _setting(ok, bounds: str):
+    """A validator of a sampling setting that takes a number, or a range [low, high] drawn per sample."""
+
+    def check(value: Any) -> Any:
+        what = f"expected a number {bounds}, or a range [low, high] of them"
+        if isinstance(value, (tuple, list)):
+            if len(value) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+                raise ValueError(f"{what}, got {list(value)}")
+            if not all(ok(v) for v in value):
+                raise ValueError(f"{what}, got {list(value)}")
+            if value[0] > value[1]:
+                raise ValueError(f"a range [low, high] needs low <= high, got {list(value)}")
+            return (float(value[0]), float(value[1]))
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
+            raise ValueError(f"{what}, got {value!r}")
+        return float(value)
+
+    return BeforeValidator(check)
+
+
+Truncation = Annotated[Union[float, tuple[float, float]], _setting(lambda v: 0 < v <= 2, "in (0, 2]")]
+Guidance = Annotated[Union[float, tuple[float, float]], _setting(lambda v: v >= 0, ">= 0")]
+
+
+class FilterSpec(_Section):
+    """Quality filter at generation: draw candidates per sample, keep one a classifier puts in the class asked for.
+
+    Candidate j of source image s has its own seed (j = 0 is the unfiltered sample's), so the kept
+    image still depends only on (job seed, s): not on workers, batch sizes or resumes.
+    """
+
+    classifier: str = Field(
+        "domain", description="domain: the report's domain classifier (trained on the real training split, "
+        "cached); or a file of your own: TorchScript (.pt, .pth, .ts) or synth's safetensors classifier, taking "
+        "float NCHW in [-1, 1] at the model's resolution and returning one logit per class"
+    )
+    candidates: int = Field(2, ge=1, le=64, description="candidates drawn per kept sample; of those the classifier "
+                            "puts in the class asked for, the most confident (up to cap) is kept")
+    max_candidates: int = Field(16, ge=1, le=1024, description="a sample none of whose candidates is accepted draws "
+                                "`candidates` more, up to this many in all; then the job fails naming the class")
+    min_confidence: float = Field(0.0, ge=0, lt=1, description="accepted: the classifier's top class is the one "
+                                  "asked for, with at least this probability")
+    cap: float = Field(1.0, gt=0, le=1, description="confidences above this count as equal (the first drawn wins), "
+                       "so the kept set is not only the easiest images; 1 = rank by confidence alone")
+
+    @model_validator(mode="after")
+    def _budget(self) -> "FilterSpec":
+        if self.max_candidates < self.candidates:
+            raise ValueError(f"max_candidates ({self.max_candidates}) must be at least candidates ({self.candidates})")
+        return self
+
+
 class GenerateSpec(_Section):
     """How many images to make, of which classes, how they are encoded and cut into shards."""
 
@@ -253,12 +305,16 @@ class GenerateSpec(_Section):
     lossless: bool = Field(False, description="webp only: lossless")
     resolution: int | None = Field(None, ge=4, le=4096, description="output size; default the model's")
     resize_filter: ResizeFilter = Field("bicubic", description="PIL filter used when resolution differs")
-    truncation: float = Field(1.0, gt=0, le=2, description="GAN, VAE: latents scaled by this: below 1 toward the "
-                              "mean (cleaner, less varied), above 1 away from it (more varied); 1 = off")
+    truncation: Truncation = Field(1.0, description="GAN, VAE: latents scaled by this: below 1 toward the mean "
+                                   "(cleaner, less varied), above 1 away from it (more varied); 1 = off; a range "
+                                   "[low, high]: each sample draws its own from its seed (recorded in its .json)")
     sampler: Literal["ddim", "ddpm"] = Field("ddim", description="diffusion: DDIM, or ancestral DDPM")
     steps: int = Field(50, ge=1, description="diffusion: DDIM steps (DDPM takes every timestep)")
     eta: float = Field(0.0, ge=0, le=1, description="diffusion: DDIM noise (0 = deterministic given x_T)")
-    guidance: float = Field(1.0, ge=0, description="diffusion: classifier-free guidance weight (1 = none)")
+    guidance: Guidance = Field(1.0, description="diffusion: classifier-free guidance weight (1 = none); a range "
+                               "[low, high]: each sample draws its own from its seed (recorded in its .json)")
+    filter: FilterSpec | None = Field(None, description="over-generate and keep the candidates a classifier puts in "
+                                      "the class asked for (see FilterSpec); none by default")
 
 
 class EvaluateSpec(_Section):
@@ -284,6 +340,15 @@ class EvaluateSpec(_Section):
     cas_samples: int = Field(5_000, ge=10, description="CAS: generated and real training images each (capped at "
                              "what there is; the same count on both sides)")  # fmt: skip
     cas_epochs: int = Field(5, ge=1)
+    cas_table: bool = Field(False, description="CAS table: real only, synthetic only, real + synthetic at 1x, 2x "
+                            "and 5x the real count, and 1% and 10% of the real images with and without synthetic "
+                            "ones (many classifiers: minutes on CPU)")  # fmt: skip
+    cas_seeds: int = Field(1, ge=1, le=10, description="CAS table: classifier seeds per row (seed, seed + 1, ...); "
+                           "rows give the mean and spread")  # fmt: skip
+    cas_networks: list[Literal["resnet", "cnn"]] = Field(
+        default_factory=lambda: ["resnet"], min_length=1, description="CAS table: classifiers, each a column "
+        "(resnet: ResNet-8; cnn: a 4-layer CNN), so a result holds beyond one architecture"
+    )
     memorisation_rows: int = Field(8, ge=0, le=64, description="report rows of generated images beside their "
                                    "nearest training images (the closest pairs first)")  # fmt: skip
 
@@ -350,6 +415,13 @@ class Job(_Section):
         if timesteps is not None and self.generate.sampler == "ddim" and self.generate.steps > timesteps:
             raise ValueError(f"generate.steps: {self.generate.steps} DDIM steps, but the model has "
                              f"{timesteps} timesteps (model.timesteps); use at most {timesteps}")
+        return self
+
+    @model_validator(mode="after")
+    def _filter_needs_classes(self) -> "Job":
+        if self.generate.filter is not None and not self.model.conditional:
+            raise ValueError(f"generate.filter: {self.model.name} is unconditional, so no class is asked for to "
+                             "filter by; use a conditional model, or remove generate.filter")
         return self
 
     @model_validator(mode="after")

@@ -13,6 +13,13 @@ ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "jobs" / "quickstart.yaml"
 
 
+def pytest_collection_modifyitems(items) -> None:
+    """Every test under tests/integration is an integration test: the fast tier (scripts/test.sh) leaves them out."""
+    for item in items:
+        if "integration" in Path(str(item.fspath)).parts:
+            item.add_marker(pytest.mark.integration)
+
+
 def members(*tars: Path) -> dict[str, bytes]:
     """Every member of these tar files, by name, read with tarfile."""
     found = {}
@@ -40,3 +47,30 @@ def cli():
 # the tests start inherit it.
 os.environ["SYNTH_CACHE_DIR"] = tempfile.mkdtemp(prefix="synth-test-cache-")
 atexit.register(shutil.rmtree, os.environ["SYNTH_CACHE_DIR"], ignore_errors=True)
+
+
+def hash_classifier(path: Path, pixels: int, class_names: list[str], never: int = -1, names: bool = True) -> Path:
+    """Write a TorchScript classifier that scores each class by a fixed pseudo-random function of the
+    pixels, so each class tops about 1/K of any varied images, each row on its own (``never``: a class it
+    never puts first). ``names``: store the class names in the file, as a user's exporter may."""
+    import json
+
+    import torch
+
+    class HashClassifier(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            gen = torch.Generator().manual_seed(0)
+            self.register_buffer("w", torch.randn(len(class_names), pixels, generator=gen) * 50.0)
+            self.register_buffer("b", torch.zeros(len(class_names)))
+            self.never = never
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            z = torch.cos(torch.nn.functional.linear(x.flatten(1), self.w, self.b)) * 5.0
+            if self.never >= 0:
+                z[:, self.never] = -10.0
+            return z
+
+    extra = {"class_names.json": json.dumps(class_names)} if names else {}
+    torch.jit.save(torch.jit.script(HashClassifier()), str(path), _extra_files=extra)
+    return path

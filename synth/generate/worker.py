@@ -19,6 +19,7 @@ import resource
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -28,10 +29,11 @@ from PIL import Image
 
 from synth.augment import AugmentSpec, augment, sample_rng
 from synth.errors import SynthError
+from synth.generate.filter import FilterLog, Picks, filter_rel, filtered_batches, judge_probs, load_judge
 from synth.generate.plan import Plan, ShardTask, sample_key
 from synth.metrics.features import FeatureTarget, features_rel, shard_features
 from synth.models.common import to_uint8
-from synth.models.family import Family, Sampling
+from synth.models.family import Family, Sampling, per_sample
 from synth.shards import write_shard
 from synth.storage import Store
 
@@ -114,6 +116,7 @@ class ShardWork:
     features: FeatureTarget | None = None  # Inception features of the shard's first samples, for evaluation
     device: str = "cpu"  # where the generator runs: cpu, or cuda in a task Ray gave a GPU
     compile: bool = False  # generate.compile: torch.compile the sampling net
+    filter: Any = None  # generate.filter (a spec.FilterSpec): the classifier comes as write_one_shard's ``judge``
 
     @property
     def labelled(self) -> bool:
@@ -340,10 +343,12 @@ def remove_temporaries(store: Store, shard_name: str) -> None:
             store.fs.rm(path)
 
 
-def write_one_shard(work: ShardWork, weights: bytes, inception: bytes | None = None) -> ShardResult:
+def write_one_shard(work: ShardWork, weights: bytes, inception: bytes | None = None,
+                    judge: bytes | None = None) -> ShardResult:  # fmt: skip
     """Generate, encode and write one shard, then its manifest part. Idempotent.
 
-    ``inception``: the InceptionV3 weights, when the work asks for features (``work.features``).
+    ``inception``: the InceptionV3 weights, when the work asks for features (``work.features``);
+    ``judge``: the classifier file of ``generate.filter`` (``work.filter``).
     """
     t0 = time.perf_counter()
     shard = work.shard
@@ -353,9 +358,11 @@ def write_one_shard(work: ShardWork, weights: bytes, inception: bytes | None = N
                            _peak_rss_mb())  # fmt: skip
     remove_temporaries(work.store, shard.name)
     work.store.remove(features_rel(shard.name))  # an earlier plan's, or a killed attempt's
+    work.store.remove(filter_rel(shard.name))
     G = load_generator(work.generator, weights, work.device, work.compile)
     samples = work.plan.samples(shard.start, shard.stop)
-    batches = source_images(work, G, samples)
+    log = FilterLog(len(work.class_names)) if work.filter is not None else None
+    batches = source_images(work, G, samples, judge, log)
     if work.prefetch:
         batches = prefetch(batches, depth=work.prefetch)
     taken: list[tuple[int, np.ndarray]] = []
@@ -370,7 +377,9 @@ def write_one_shard(work: ShardWork, weights: bytes, inception: bytes | None = N
         indices, images = zip(*taken)
         stored = shard_features(work.features, list(indices), list(images), inception, written.md5, work.device)
         work.store.write_bytes(features_rel(shard.name), stored)
-    write_part(work, samples, written.num_bytes, written.md5)
+    if log is not None:  # before the part, like the features
+        work.store.write_bytes(filter_rel(shard.name), log.to_bytes())
+    write_part(work, samples, written.num_bytes, written.md5, log.kept() if log is not None else None)
     return ShardResult(shard.index, shard.name, written.num_samples, written.num_bytes, written.md5,
                        time.perf_counter() - t0, peak_rss_mb=_peak_rss_mb(), features=len(taken))  # fmt: skip
 
@@ -386,22 +395,51 @@ def _tap(stream, take: int, taken: list, shard: str):
         yield key, fields
 
 
-def source_images(work: ShardWork, G, samples=None) -> Iterator[np.ndarray]:
-    """The shard's source images (uint8 NHWC), one generator batch of ``work.batch_size`` at a time.
+def source_images(work: ShardWork, G, samples=None, judge: bytes | None = None,
+                  log: FilterLog | None = None) -> Iterator[tuple[np.ndarray, Picks | None]]:  # fmt: skip
+    """The shard's source images (uint8 NHWC), one generator batch of ``work.batch_size`` at a time,
+    each with what the filter kept (``Picks``; None without ``work.filter``).
 
-    ``samples``: the shard's ``plan.samples``, if the caller has them (saves deriving the seeds again).
+    ``samples``: the shard's ``plan.samples``, if the caller has them (saves deriving the seeds again);
+    ``judge``, ``log``: the filter's classifier file and the log of what it rejects (``work.filter``).
     """
     samples = samples if samples is not None else work.plan.samples(work.shard.start, work.shard.stop)
     first_of_source = np.flatnonzero(np.r_[True, np.diff(samples.source) != 0])
-    return iter_images(G, samples.seed[first_of_source], samples.label[first_of_source], work.batch_size,
-                       work.sampling)  # fmt: skip
+    seeds, labels = samples.seed[first_of_source], samples.label[first_of_source]
+    if work.filter is None:
+        return ((images, None) for images in iter_images(G, seeds, labels, work.batch_size, work.sampling))
+    if judge is None or log is None:
+        raise ValueError("a filtered shard needs the filter's classifier and a FilterLog")
+    model = _load_judge(judge, work.device)
+
+    def draw(cand_seeds: np.ndarray, cand_labels: np.ndarray) -> np.ndarray:
+        return sample_images(G, cand_seeds, cand_labels, len(cand_seeds), work.sampling)
+
+    return filtered_batches(draw, lambda images: judge_probs(model, images, work.device), work.filter,
+                            work.plan.job_seed, samples.source[first_of_source], seeds, labels, work.batch_size, log,
+                            work.class_names, work.shard.name)  # fmt: skip
 
 
-def encoded_samples(work: ShardWork, batches: Iterator[np.ndarray], samples) -> Iterator[tuple[str, dict[str, bytes]]]:
+_JUDGES: dict[str, torch.nn.Module] = {}
+
+
+def _load_judge(data: bytes, device: str) -> torch.nn.Module:
+    """The filter's classifier, loaded once per process (cached by the file's digest and the device)."""
+    import hashlib
+
+    key = f"{hashlib.sha256(data).hexdigest()}@{device}"
+    if key not in _JUDGES:
+        _JUDGES.clear()
+        _JUDGES[key] = load_judge(data, device)[0]
+    return _JUDGES[key]
+
+
+def encoded_samples(work: ShardWork, batches: Iterator[tuple[np.ndarray, Picks | None]],
+                    samples) -> Iterator[tuple[str, dict[str, bytes]]]:  # fmt: skip
     """Yield ``(key, {cls, json, image})`` for each sample (no cls if unlabelled): resize, augment, encode.
 
-    ``batches`` are the shard's source images in order, in batches of ``work.batch_size``
-    (``source_images``). Each source yields ``copies`` samples.
+    ``batches`` are the shard's source images in order, in batches of ``work.batch_size``, each with
+    the filter's picks or None (``source_images``). Each source yields ``copies`` samples.
     """
     plan, enc, aug = work.plan, work.encoding, work.augment
     first_source = int(samples.source[0])
@@ -410,9 +448,10 @@ def encoded_samples(work: ShardWork, batches: Iterator[np.ndarray], samples) -> 
     sampling = work.generator.family.sampling_record(work.sampling)
     if sampling:
         base["sampling"] = sampling
+    ranged = [name for name, value in sampling.items() if isinstance(value, tuple)]  # drawn per sample
     resolution = work.generator.model_config["resolution"]
     j = 0  # position in samples
-    for b, images in enumerate(batches):
+    for b, (images, picks) in enumerate(batches):
         for image_in_batch, image in enumerate(images):
             source = first_source + b * work.batch_size + image_in_batch
             image = enc.resize(image)
@@ -424,6 +463,13 @@ def encoded_samples(work: ShardWork, batches: Iterator[np.ndarray], samples) -> 
                     meta.update({"class": label, "class_name": work.class_names[label]})
                 if enc.resolution is not None:
                     meta["resize"] = {"from": int(resolution), "filter": enc.resize_filter}
+                if picks is not None:
+                    meta["filter"] = picks.record(image_in_batch)
+                if ranged:  # the value this sample drew, from the seed its image came from
+                    seed = np.asarray([picks.seed[image_in_batch] if picks is not None else samples.seed[j]])
+                    meta["sampling"] = {**sampling, **{f"{name}_range": list(sampling[name]) for name in ranged},
+                                        **{name: float(per_sample(getattr(work.sampling, name), seed, name)[0])
+                                           for name in ranged}}  # fmt: skip
                 out = image
                 if aug.enabled:
                     out, record = augment(aug.ops, image, sample_rng(int(samples.seed[j]), copy))
@@ -435,20 +481,30 @@ def encoded_samples(work: ShardWork, batches: Iterator[np.ndarray], samples) -> 
                 j += 1
 
 
-def write_part(work: ShardWork, samples, tar_bytes: int, md5: str) -> None:
-    """The shard's manifest rows, as a small Parquet file (atomic). Its metadata marks the shard done."""
+def write_part(work: ShardWork, samples, tar_bytes: int, md5: str, picks: Picks | None = None) -> None:
+    """The shard's manifest rows, as a small Parquet file (atomic). Its metadata marks the shard done.
+
+    ``picks``: the filter's, one per source of the shard; they add the columns ``filter_score``,
+    ``filter_drawn`` and ``filter_candidate`` (a job without a filter keeps the manifest it had).
+    """
     n = len(samples.index)
-    table = pa.table(
-        {
-            "key": pa.array([sample_key(int(i)) for i in samples.index], pa.string()),
-            "shard": pa.array([work.shard.name] * n, pa.string()),
-            "index": pa.array(samples.index, pa.int64()),
-            "source": pa.array(samples.source, pa.int64()),
-            "copy": pa.array(samples.copy, pa.int32()),
-            "class": pa.array(samples.label, pa.int32()) if work.labelled else pa.nulls(n, pa.int32()),
-            "seed": pa.array(samples.seed, pa.uint64()),
-        }
-    ).replace_schema_metadata({"plan_digest": work.plan_digest, "tar_bytes": str(tar_bytes), "md5": md5})
+    columns = {
+        "key": pa.array([sample_key(int(i)) for i in samples.index], pa.string()),
+        "shard": pa.array([work.shard.name] * n, pa.string()),
+        "index": pa.array(samples.index, pa.int64()),
+        "source": pa.array(samples.source, pa.int64()),
+        "copy": pa.array(samples.copy, pa.int32()),
+        "class": pa.array(samples.label, pa.int32()) if work.labelled else pa.nulls(n, pa.int32()),
+        "seed": pa.array(samples.seed, pa.uint64()),
+    }
+    if picks is not None:
+        at = samples.source - samples.source[0]  # each sample's source, within the shard
+        columns.update({"filter_score": pa.array(picks.score[at], pa.float32()),
+                        "filter_drawn": pa.array(picks.drawn[at], pa.int32()),
+                        "filter_candidate": pa.array(picks.candidate[at], pa.int32())})  # fmt: skip
+    table = pa.table(columns).replace_schema_metadata(
+        {"plan_digest": work.plan_digest, "tar_bytes": str(tar_bytes), "md5": md5}
+    )
     buf = io.BytesIO()
     pq.write_table(table, buf)
     work.store.write_bytes(part_rel(work.shard.name), buf.getvalue())

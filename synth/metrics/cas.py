@@ -125,3 +125,84 @@ def classification_accuracy_score(
         model = fit_classifier(images, labels, num_classes, epochs, seed, progress=progress, network=build)
         scores.append(score(model, *real_test, num_classes, len(images)))
     return CasResult(scores[0], scores[1], scores[2] if mixed else None, len(real_test[1]), epochs, seed, description)
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One row of the CAS table: a classifier trained on ``real`` real and ``synthetic`` generated images."""
+
+    name: str
+    real: int
+    synthetic: int
+
+
+def table_arms(num_real: int, num_fake: int) -> list[Arm]:
+    """The CAS table's rows for R real and F generated training images: real only, synthetic only (as
+    many), real + synthetic at 1x, 2x and 5x R (those F allows), and the low-data rows: 1% and 10% of
+    the real images, alone and with R synthetic ones."""
+    r, s = num_real, min(num_real, num_fake)
+    arms = [Arm("real", r, 0), Arm("synthetic", 0, s)]
+    arms += [Arm(f"real + synthetic {k}x", r, k * r) for k in (1, 2, 5) if k * r <= num_fake]
+    for pct in (1, 10):
+        few = max(1, r * pct // 100)
+        arms += [Arm(f"{pct}% real", few, 0), Arm(f"{pct}% real + synthetic", few, s)]
+    return arms
+
+
+def stratified(labels: np.ndarray, n: int, num_classes: int, seed: int) -> np.ndarray:
+    """Indices of ``n`` of the images, each class in proportion (largest remainder), in a seeded order."""
+    from synth.generate.plan import apportion
+
+    counts = np.bincount(labels, minlength=num_classes)
+    take = apportion(min(n, len(labels)), counts)
+    rng = np.random.default_rng(seed)
+    chosen = [rng.permutation(np.flatnonzero(labels == c))[:k] for c, k in enumerate(take)]
+    return np.sort(np.concatenate(chosen))
+
+
+def cas_table(
+    fake: tuple[np.ndarray, np.ndarray],
+    real_train: tuple[np.ndarray, np.ndarray],
+    real_test: tuple[np.ndarray, np.ndarray],
+    num_classes: int,
+    epochs: int,
+    seeds: list[int],
+    network: str = "resnet",
+    progress=None,
+    arms: list[Arm] | None = None,
+    subset_seed: int = 0,
+) -> list[dict]:
+    """Test accuracy of ``network`` trained on each arm of ``table_arms`` (or ``arms``), once per seed.
+
+    Every arm draws its real images from ``real_train`` (a class-stratified subset, seeded) and its
+    synthetic ones from the head of ``fake`` (generated in a seeded shuffled order); the subsets are
+    drawn with ``subset_seed``, the same for every classifier seed. An arm smaller
+    than the real one trains for as many steps as the real arm does (more epochs), so a low-data
+    classifier is not also a less-trained one. Rows: name, counts, epochs, per-seed accuracies, mean, std.
+    """
+    build = NETWORKS[network][0]
+    arms = arms or table_arms(len(real_train[1]), len(fake[1]))
+    base = len(real_train[1])
+    rows = []
+    for arm in arms:
+        keep = stratified(real_train[1], arm.real, num_classes, subset_seed) if arm.real else np.zeros(0, np.int64)
+        images = np.concatenate([real_train[0][keep], fake[0][: arm.synthetic]])
+        labels = np.concatenate([real_train[1][keep], fake[1][: arm.synthetic]])
+        arm_epochs = max(epochs, -(-epochs * base // max(1, len(labels))))
+        accuracies = []
+        for seed in seeds:
+            model = fit_classifier(images, labels, num_classes, arm_epochs, seed, progress=progress, network=build)
+            accuracies.append(score(model, *real_test, num_classes, len(images)).accuracy)
+        rows.append({"arm": arm.name, "real": int(arm.real), "synthetic": int(arm.synthetic), "epochs": arm_epochs,
+                     "network": network, "seeds": list(seeds), "accuracy": accuracies,
+                     "mean": float(np.mean(accuracies)), "std": float(np.std(accuracies))})  # fmt: skip
+    return rows
+
+
+def cas_table_images_seen(arms: list[Arm], base: int, epochs: int, seeds: int) -> int:
+    """Training images cas_table steps through: a progress bar's total."""
+    total = 0
+    for arm in arms:
+        n = arm.real + arm.synthetic
+        total += images_seen(n, max(epochs, -(-epochs * base // max(1, n))))
+    return total * seeds

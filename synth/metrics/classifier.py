@@ -212,3 +212,35 @@ def classifier_outputs(model: SmallCNN, images: np.ndarray, batch_size: int = 50
         feats.append(f)
         logits.append(model.head(f))
     return torch.cat(feats).double().numpy(), torch.cat(logits).double().numpy()
+
+
+def export_classifier(model: nn.Module, network: str, class_names: list[str], channels: int) -> bytes:
+    """A classifier as synth's safetensors file: the weights, and in the metadata which network of
+    ``synth.metrics.cas.NETWORKS`` it is (``cnn``, ``resnet``), its input channels and its class names.
+    ``generate.filter.classifier`` takes such a file."""
+    from safetensors.torch import save
+
+    info = {"network": network, "channels": int(channels), "class_names": [str(n) for n in class_names]}
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    return save(state, metadata={"synth_classifier": json.dumps(info)})
+
+
+def import_classifier(data: bytes) -> tuple[nn.Module, list[str]]:
+    """(the classifier, its class names) from ``export_classifier``'s bytes; ValueError if they are not one."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    from synth.metrics.cas import NETWORKS
+
+    try:
+        state = load(data)
+        header_len = int.from_bytes(data[:8], "little")
+        meta = json.loads(data[8 : 8 + header_len]).get("__metadata__") or {}
+        info = json.loads(meta["synth_classifier"])
+    except (SafetensorError, ValueError, KeyError, UnicodeDecodeError) as exc:
+        raise ValueError(f"not a TorchScript file, nor a synth safetensors classifier ({exc})") from None
+    if info.get("network") not in NETWORKS:
+        raise ValueError(f"unknown classifier network {info.get('network')!r} (synth knows {', '.join(NETWORKS)})")
+    model = NETWORKS[info["network"]][0](int(info["channels"]), len(info["class_names"]))
+    model.load_state_dict(state)
+    return model.eval(), list(info["class_names"])

@@ -37,10 +37,11 @@ from synth.errors import SynthError
 from synth.generate.plan import head_counts
 from synth.generate.worker import shard_rel
 from synth.manifest import WIDS_INDEX, read_manifest, read_shard_index
-from synth.metrics.cas import cas_images_seen, classification_accuracy_score
+from synth.metrics.cas import NETWORKS, cas_images_seen, classification_accuracy_score
 from synth.metrics.classifier import TrainedClassifier, cached_train_classifier, classifier_outputs
 from synth.metrics.features import extractor, feature_key, fill_missing, local_pass, stored_features
 from synth.metrics.fid import INCEPTION_NAME, features_to_fid, per_class_fid
+from synth.metrics.filtered import filter_figures
 from synth.metrics.inputs import find_generated
 from synth.metrics.kernel import inception_score, kernel_inception_distance
 from synth.metrics.manifold import features_to_prdc
@@ -224,6 +225,8 @@ def evaluate(job: Job, out: Path, generated: Path | None = None, feature_pass=lo
         figures.update(inception_figures(real, gen, ecfg.inception_weights, kid_args, feature_pass))
     if generated is None:
         figures.update(reconstruction_figures(job, out, data, ecfg.num_samples, ecfg.grid_per_class))
+        figures.update(filter_grid(filter_figures(dataset_store(job, out), list(data.class_names),
+                                                  ecfg.grid_per_class), data.num_classes, ecfg.grid_per_class))
     else:
         figures["generated_source"] = str(generated)
     if ecfg.cas:
@@ -302,27 +305,52 @@ def cas_figures(job: Job, out: Path, data: ImageDataset, generated: Path | None 
     if test is None:
         return {"cas": None, "cas_skipped": f"data.source {job.data.source!r} has no real test split to score on"}
     e = job.evaluate
+    wanted = e.cas_samples * (5 if e.cas_table else 1)  # the table's 5x row needs five times the generated images
     if generated is None:
-        fake, fake_labels = load_through_loader(dataset_store(job, out).url, e.cas_samples, job.seed)
+        fake, fake_labels = load_through_loader(dataset_store(job, out).url, wanted, job.seed)
         how = f"read through synth.open_dataset (shards shuffled, seed {job.seed})"
     else:
-        found = read_images_at(generated, e.cas_samples, data)
+        found = read_images_at(generated, wanted, data)
         fake, fake_labels = found.images, found.labels
         how = f"{generated}, {found.order}"
     if (fake_labels == UNLABELLED).any():
         return {"cas": None, "cas_skipped": "the generated images have no classes (an unconditional model)"}
-    n = min(len(fake), len(data))
+    n = min(len(fake), len(data), e.cas_samples)
     keep = real_subset(data, n, job.seed + 3)
-    fake, fake_labels = at_data_size(fake[:n], data), fake_labels[:n]
+    fake = at_data_size(fake, data)
     total = cas_images_seen(n, n, e.cas_epochs)
     with Progress("CAS classifiers", total, "img") as bar:
-        result = classification_accuracy_score((fake, fake_labels), (data.images[keep], data.labels[keep]),
+        result = classification_accuracy_score((fake[:n], fake_labels[:n]), (data.images[keep], data.labels[keep]),
                                                (test.images, test.labels), data.num_classes, e.cas_epochs, job.seed,
                                                progress=bar.update)  # fmt: skip
-    return {"cas": {**result.to_dict(), "test_set": f"{test.name}: {len(test):,} real test images",
-                    "protocol": f"{n:,} generated images, {how}; {n:,} real training images drawn with seed "
-                                f"{job.seed + 3}; "
-                                f"{e.cas_epochs} epochs, batch 128, seed {job.seed} for every classifier"}}  # fmt: skip
+    found = {"cas": {**result.to_dict(), "test_set": f"{test.name}: {len(test):,} real test images",
+                     "protocol": f"{n:,} generated images, {how}; {n:,} real training images drawn with seed "
+                                 f"{job.seed + 3}; "
+                                 f"{e.cas_epochs} epochs, batch 128, seed {job.seed} for every classifier"}}  # fmt: skip
+    if e.cas_table:
+        found["cas_table"] = cas_table_figures(job, (fake, fake_labels), (data.images[keep], data.labels[keep]),
+                                               (test.images, test.labels), data.num_classes)  # fmt: skip
+    return found
+
+
+def cas_table_figures(job: Job, fake, real, test, num_classes: int) -> dict:
+    """evaluate.cas_table: the CAS table (synth.metrics.cas.cas_table) for each of evaluate.cas_networks."""
+    from synth.metrics.cas import cas_table, cas_table_images_seen, table_arms
+
+    e = job.evaluate
+    arms = table_arms(len(real[1]), len(fake[1]))
+    seeds = [job.seed + k for k in range(e.cas_seeds)]
+    total = cas_table_images_seen(arms, len(real[1]), e.cas_epochs, len(seeds)) * len(e.cas_networks)
+    rows = []
+    with Progress("CAS table", total, "img") as bar:
+        for network in e.cas_networks:
+            rows += cas_table(fake, real, test, num_classes, e.cas_epochs, seeds, network, bar.update, arms,
+                              subset_seed=job.seed + 4)  # fmt: skip
+    return {"rows": rows, "networks": {n: NETWORKS[n][1] for n in e.cas_networks},
+            "protocol": f"real images: a class-stratified subset of the {len(real[1]):,} above (seed {job.seed + 4}); "
+                        f"generated images: the first of the {len(fake[1]):,} read as above; {e.cas_epochs} epochs, "
+                        "more for smaller sets so that every row takes as many steps as the real row; classifier "
+                        f"seeds {', '.join(map(str, seeds))}"}  # fmt: skip
 
 
 def load_through_loader(url: str, limit: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -437,6 +465,14 @@ def inception_figures(real: np.ndarray, gen: Generated, weights: str | None, kid
         "fid_inception_real_from_cache": hit,
         "fid_inception_generated_stored": stored,
     }
+
+
+def filter_grid(found: dict, num_classes: int, per_class: int) -> dict:
+    """filter_figures' result with its rejected images laid out as a grid (``filter_rejected_grid``)."""
+    images, labels = found.pop("filter_rejected", (None, None))
+    if images is not None:
+        found["filter_rejected_grid"] = class_grid(images, labels, num_classes, per_class)
+    return found
 
 
 def class_grid(images: np.ndarray, labels: np.ndarray, num_classes: int, per_class: int) -> np.ndarray:

@@ -28,7 +28,7 @@ from torch import nn
 
 from synth.errors import SynthError
 from synth.models.common import device_of, run_fixed_batch
-from synth.models.family import Family, ImageShape, Sampling, StepData, shape_of
+from synth.models.family import Family, ImageShape, Sampling, StepData, central, per_sample, shape_of
 
 CHANNEL_MULTS = (1, 2, 2, 2)  # width multiplier per resolution level, top to bottom
 
@@ -229,13 +229,14 @@ def predict_noise(
     x_t: torch.Tensor,
     t: int,
     y: torch.Tensor,
-    guidance: float = 1.0,
+    guidance: float | torch.Tensor = 1.0,
     forward_batch: int = 64,
 ) -> torch.Tensor:
     """Guided noise prediction at step t: eps_u + guidance * (eps_c - eps_u), float NCHW like x_t.
 
     guidance 1 is the plain conditional prediction; other values evaluate the
-    conditional rows and their null-class copies in one batched forward.
+    conditional rows and their null-class copies in one batched forward. A tensor (N,) gives each
+    row its own guidance.
     Unconditional models ignore ``y`` and ``guidance``. See ``common.run_fixed_batch``
     for ``forward_batch``.
     """
@@ -243,10 +244,12 @@ def predict_noise(
     steps = torch.full((len(x_t),), t, dtype=torch.long, device=x_t.device)
     if not cfg.conditional:
         return run_fixed_batch(unet, (x_t, steps, None), forward_batch)
-    if guidance == 1.0:
+    if not isinstance(guidance, torch.Tensor) and guidance == 1.0:
         return run_fixed_batch(unet, (x_t, steps, y), forward_batch)
     x2, t2, y2 = torch.cat([x_t, x_t]), torch.cat([steps, steps]), torch.cat([y, torch.full_like(y, cfg.num_classes)])
     eps_c, eps_u = run_fixed_batch(unet, (x2, t2, y2), forward_batch).chunk(2)
+    if isinstance(guidance, torch.Tensor):
+        guidance = guidance.to(eps_c.device, eps_c.dtype).view(-1, 1, 1, 1)
     return eps_u + guidance * (eps_c - eps_u)
 
 
@@ -279,7 +282,7 @@ def denoise(
     y: torch.Tensor,
     timesteps: list[int],
     eta: float = 0.0,
-    guidance: float = 1.0,
+    guidance: float | torch.Tensor = 1.0,
     generators: list[torch.Generator] | None = None,
     forward_batch: int = 64,
 ) -> torch.Tensor:
@@ -328,7 +331,7 @@ def sample_ddpm(
     schedule: Schedule,
     seeds: np.ndarray,
     labels: np.ndarray,
-    guidance: float = 1.0,
+    guidance: float | torch.Tensor = 1.0,
     forward_batch: int = 64,
 ) -> torch.Tensor:
     """Ancestral DDPM sampling over all timesteps: float NCHW in [-1, 1], one image per (seed, label).
@@ -351,7 +354,7 @@ def sample_ddim(
     labels: np.ndarray,
     steps: int = 50,
     eta: float = 0.0,
-    guidance: float = 1.0,
+    guidance: float | torch.Tensor = 1.0,
     forward_batch: int = 64,
 ) -> torch.Tensor:
     """DDIM sampling in ``steps`` steps: float NCHW in [-1, 1], one image per (seed, label).
@@ -409,9 +412,12 @@ class DiffusionFamily(Family):
     def sample(self, net, seeds: np.ndarray, labels: np.ndarray, sampling: Sampling) -> torch.Tensor:
         schedule = self.schedule(net.cfg)
         labels = np.ascontiguousarray(labels, dtype=np.int64)
+        guidance = per_sample(sampling.guidance, seeds, "guidance")  # a range: each sample's own draw
+        if isinstance(guidance, np.ndarray):
+            guidance = torch.from_numpy(guidance).float()
         if sampling.sampler == "ddpm":
-            return sample_ddpm(net, schedule, seeds, labels, sampling.guidance, forward_batch=len(seeds))
-        return sample_ddim(net, schedule, seeds, labels, sampling.steps, sampling.eta, sampling.guidance,
+            return sample_ddpm(net, schedule, seeds, labels, guidance, forward_batch=len(seeds))
+        return sample_ddim(net, schedule, seeds, labels, sampling.steps, sampling.eta, guidance,
                            forward_batch=len(seeds))  # fmt: skip
 
     def latents(self, net, seeds: np.ndarray) -> torch.Tensor:
@@ -426,7 +432,7 @@ class DiffusionFamily(Family):
         x_T = z.view(len(z), cfg.channels, cfg.resolution, cfg.resolution).to(device)
         y = torch.from_numpy(np.ascontiguousarray(labels, dtype=np.int64)).to(device)
         timesteps = ddim_timesteps(cfg.timesteps, sampling.steps)
-        return denoise(net, self.schedule(cfg), x_T, y, timesteps, 0.0, sampling.guidance, forward_batch=len(z))
+        return denoise(net, self.schedule(cfg), x_T, y, timesteps, 0.0, central(sampling.guidance), forward_batch=len(z))
 
     def sampling_record(self, sampling: Sampling) -> dict:
         record = {"sampler": sampling.sampler, "guidance": sampling.guidance}

@@ -29,6 +29,9 @@ class ImageShape:
     num_classes: int
 
 
+Setting = float | tuple[float, float]  # a value, or a range [low, high] drawn per sample (``per_sample``)
+
+
 @dataclass(frozen=True)
 class Sampling:
     """Generation-time settings that change the pixels (part of a shard plan's digest).
@@ -36,14 +39,48 @@ class Sampling:
     ``truncation`` scales latents toward the mean (GAN, VAE; 1 = off);
     ``sampler``, ``steps``, ``eta`` and ``guidance`` drive diffusion (DDIM with
     ``steps`` steps, or ancestral DDPM over every timestep; classifier-free
-    guidance weight, 1 = plain conditional).
+    guidance weight, 1 = plain conditional). ``truncation`` and ``guidance`` may
+    be ranges (low, high): each sample draws its own value from its seed.
     """
 
-    truncation: float = 1.0
+    truncation: Setting = 1.0
     sampler: str = "ddim"
     steps: int = 50
     eta: float = 0.0
-    guidance: float = 1.0
+    guidance: Setting = 1.0
+
+
+# the stream of a sample's seed each ranged setting is drawn from (never the one its latents come from)
+_SETTING_STREAMS = {"truncation": 1, "guidance": 2}
+
+
+def per_sample(value: Setting, seeds: np.ndarray, name: str) -> float | np.ndarray:
+    """A setting's value for each seed: ``value`` itself, or for a range (low, high) a uniform draw
+    from each seed's own stream (float64 (N,), rounded to 6 decimals so that the value a sample's
+    ``.json`` records is the one used)."""
+    if not isinstance(value, tuple):
+        return value
+    low, high = value
+    out = np.empty(len(seeds))
+    for k, seed in enumerate(seeds):
+        stream = np.random.SeedSequence(int(seed), spawn_key=(_SETTING_STREAMS[name],))
+        out[k] = low + (high - low) * np.random.Generator(np.random.PCG64(stream)).random()
+    return np.round(out, 6)
+
+
+def scaled_latents(family: "Family", net, seeds: np.ndarray, sampling: Sampling) -> torch.Tensor:
+    """Each seed's latent scaled by its truncation: the job's value, or its own draw from a range
+    (``per_sample``). A truncation of 1 leaves the latents as drawn."""
+    z = family.latents(net, seeds)
+    truncation = per_sample(sampling.truncation, seeds, "truncation")
+    if isinstance(truncation, np.ndarray):
+        return z * torch.from_numpy(truncation).to(z.dtype)[:, None]
+    return z * truncation if truncation != 1.0 else z
+
+
+def central(value: Setting) -> float:
+    """A setting's value where one value serves all (interpolation grids): a range's middle."""
+    return (value[0] + value[1]) / 2 if isinstance(value, tuple) else value
 
 
 @dataclass

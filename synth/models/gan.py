@@ -28,7 +28,7 @@ from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
 from synth.errors import SynthError
 from synth.models.common import ConditionalBatchNorm2d, device_of, latents_for_seeds, recompute_batchnorm_stats
-from synth.models.family import Family, ImageShape, Sampling, StepData, shape_of
+from synth.models.family import Family, ImageShape, Sampling, StepData, central, scaled_latents, shape_of
 
 
 @dataclass(frozen=True)
@@ -278,14 +278,17 @@ class GanFamily(Family):
         recompute_batchnorm_stats(sampler, batches)
 
     def sample(self, net, seeds: np.ndarray, labels: np.ndarray, sampling: Sampling) -> torch.Tensor:
-        return self.decode_latents(net, self.latents(net, seeds), labels, sampling)
+        return self.decode_latents(net, scaled_latents(self, net, seeds, sampling), labels, sampling, scaled=True)
 
     def latents(self, net, seeds: np.ndarray) -> torch.Tensor:
         return latents_for_seeds(seeds, net.cfg.latent_dim)
 
-    def decode_latents(self, net, z: torch.Tensor, labels: np.ndarray, sampling: Sampling) -> torch.Tensor:
-        if sampling.truncation != 1.0:
-            z = z * sampling.truncation
+    def decode_latents(self, net, z: torch.Tensor, labels: np.ndarray, sampling: Sampling,
+                       scaled: bool = False) -> torch.Tensor:  # fmt: skip
+        """``scaled``: ``z`` is already truncated (``scaled_latents``), else scaled here by ``central(truncation)``."""
+        truncation = central(sampling.truncation)
+        if not scaled and truncation != 1.0:
+            z = z * truncation
         device = device_of(net)
         return net(z.to(device), torch.from_numpy(np.ascontiguousarray(labels, dtype=np.int64)).to(device))
 

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from synth.models.common import device_of, latents_for_seeds, run_fixed_batch
-from synth.models.family import Family, ImageShape, Sampling, StepData, shape_of
+from synth.models.family import Family, ImageShape, Sampling, StepData, central, scaled_latents, shape_of
 from synth.models.gan import grid_plan
 
 
@@ -212,7 +212,10 @@ class VaeFamily(Family):
         return VAE(vae_config(model_from_config(model_config), shape_of(model_config)))
 
     def sample(self, net, seeds: np.ndarray, labels: np.ndarray, sampling: Sampling) -> torch.Tensor:
-        return self.decode_latents(net, self.latents(net, seeds), labels, sampling)
+        z = scaled_latents(self, net, seeds, sampling)
+        y = torch.as_tensor(np.asarray(labels, dtype=np.int64))
+        dev = device_of(net)
+        return run_fixed_batch(net.decode, (z.to(dev), y.to(dev)), len(z))
 
     def latents(self, net, seeds: np.ndarray) -> torch.Tensor:
         return latents_for_seeds(seeds, net.cfg.latent_dim)
@@ -220,7 +223,7 @@ class VaeFamily(Family):
     def decode_latents(self, net, z: torch.Tensor, labels: np.ndarray, sampling: Sampling) -> torch.Tensor:
         y = torch.as_tensor(np.asarray(labels, dtype=np.int64))
         dev = device_of(net)
-        return run_fixed_batch(net.decode, ((z * sampling.truncation).to(dev), y.to(dev)), len(z))
+        return run_fixed_batch(net.decode, ((z * central(sampling.truncation)).to(dev), y.to(dev)), len(z))
 
     def sampling_record(self, sampling: Sampling) -> dict:
         return {"truncation": sampling.truncation} if sampling.truncation != 1.0 else {}

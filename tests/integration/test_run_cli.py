@@ -14,7 +14,7 @@ from PIL import Image
 
 from synth.shards import md5_file
 
-from ..conftest import QUICKSTART, members, run_cli
+from ..conftest import QUICKSTART, hash_classifier, members, run_cli
 
 TINY = [
     "--set", "data.limit=1000", "--set", "train.steps=40", "--set", "train.log_every=10",
@@ -256,3 +256,83 @@ def test_compiled_generation_is_another_plan_of_the_same_images(tiny_run, tmp_pa
             assert np.abs(a - b).max() <= 1, key
         elif key.endswith(".cls"):
             assert compiled[key] == eager[key]
+
+
+def test_filtered_generation_through_the_cli(tiny_run, tmp_path):
+    """generate.filter with a user's TorchScript classifier: exact class counts, every written image
+    accepted, the filter recorded in the manifest and each .json, the same bytes with other tasks and
+    batch, a dataset `synth verify` passes; a class the classifier never accepts is one line that names
+    it and leaves the shards finished before it in place."""
+    out, _ = tiny_run
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    judge = hash_classifier(tmp_path / "judge.pt", 28 * 28, [str(i) for i in range(10)])
+    flt = ["--set", f"generate.filter.classifier={judge}", "--set", "generate.filter.max_candidates=200"]
+    proc = run_cli("generate", str(QUICKSTART), "--out", str(copy), *TINY, *flt)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "230 new" in proc.stdout
+    manifest = pq.read_table(copy / "manifest.parquet").to_pandas()
+    assert np.bincount(manifest["class"], minlength=10).tolist() == [23] * 10
+    assert (manifest["filter_drawn"] >= 2).all() and manifest["filter_drawn"].mean() > 2  # some took more rounds
+    found = members(*sorted((copy / "shards").glob("*.tar")))
+    meta = json.loads(found[f"{manifest.key[3]}.json"])
+    assert meta["filter"]["drawn"] == manifest.filter_drawn[3] and meta["filter"]["seed"] > 0
+    from synth.generate.filter import judge_probs, load_judge
+
+    model, _ = load_judge(judge.read_bytes())
+    images = np.stack([np.asarray(Image.open(io.BytesIO(found[f"{k}.png"])))[..., None] for k in manifest.key])
+    assert (judge_probs(model, images).argmax(1) == manifest["class"].to_numpy()).all()
+    assert run_cli("verify", str(copy)).returncode == 0
+    before = shard_md5s(copy)
+    for p in [*(copy / "shards").glob("*.tar"), *(copy / ".synth" / "parts").glob("*")]:
+        p.unlink()
+    again = run_cli("generate", str(QUICKSTART), "--out", str(copy), *TINY, *flt,
+                    "--set", "resources.generate_tasks=1", "--set", "generate.batch_size=7")  # fmt: skip
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert shard_md5s(copy) == before
+
+    never7 = hash_classifier(tmp_path / "never7.pt", 28 * 28, [str(i) for i in range(10)], never=7)
+    for p in [*(copy / "shards").glob("*.tar"), *(copy / ".synth" / "parts").glob("*")]:
+        p.unlink()
+    # 80 samples in 4 shards of 20; the one sample of class 7 is source 31, in the second shard
+    bad = run_cli("generate", str(QUICKSTART), "--out", str(copy), *TINY, "--set",
+                  f"generate.filter.classifier={never7}", "--set", "generate.filter.max_candidates=200", "--set",
+                  "generate.count=80", "--set", "generate.shard_size=20",
+                  "--set", 'generate.classes={counts: {"0": 40, "1": 39, "7": 1}}', "--set", "resources.generate_tasks=1")
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr
+    line = bad.stderr.strip().splitlines()[-1]  # the task's message alone, not Ray's traceback of it
+    assert line.startswith("error: generate.filter: class '7' cannot be filled: none of the 200 candidates"), line
+    assert "tiny-000001.tar kept 0 of its 1 samples" in line
+    assert sorted(p.name for p in (copy / "shards").glob("*.tar")) == ["tiny-000000.tar"]
+    assert (copy / ".synth" / "parts" / "tiny-000000.parquet").is_file()
+
+    wrong = hash_classifier(tmp_path / "five.pt", 28 * 28, [str(i) for i in range(5)])
+    refused = run_cli("generate", str(QUICKSTART), "--out", str(copy), *TINY, "--set", f"generate.filter.classifier={wrong}")
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr
+    assert refused.stderr.strip().splitlines()[-1].endswith("five.pt gives 5 class scores, but the job has 10 classes "
+                                                            "(0, 1, 2, 3, 4, 5, 6, 7, 8, 9)")
+
+
+def test_dataset_card_beside_the_shards(tiny_run):
+    """synth generate writes DATASET_CARD.md and datacard.json; synth evaluate adds the report's figures."""
+    import yaml
+
+    out, _ = tiny_run
+    card = json.loads((out / "datacard.json").read_text())
+    job = json.loads((out / ".synth" / "job.json").read_text())
+    assert card["job"]["identity"] == job["identity"] and card["job"]["seed"] == 0
+    generator = json.loads((out / "checkpoints" / "generator.json").read_text())
+    assert card["model"]["checkpoint_digest"] == generator["digest"] and card["model"]["trained_steps"] == 40
+    assert card["source"]["name"] == "mnist_subset" and card["source"]["images"] == 1000
+    assert card["samples"]["count"] == 230 and sum(card["samples"]["class_counts"].values()) == 230
+    report = json.loads((out / "report.json").read_text())["figures"]
+    assert card["evaluation"]["fid_inception"] == report["fid_inception"]
+    assert card["evaluation"]["cas"]["gap"] == report["cas"]["gap"]
+    assert card["created_by"]["synth"] and isinstance(card["limitations"], list)
+    text = (out / "DATASET_CARD.md").read_text()
+    front = yaml.safe_load(text.split("---\n")[1])  # Hugging Face's metadata block
+    assert front["task_categories"] == ["image-classification"] and front["size_categories"] == ["n<1K"]
+    assert "synthetic" in front["tags"] and front["license"] == "other"
+    for heading in ("## Dataset structure", "## Dataset creation", "## Evaluation", "## Limitations", "## Licensing"):
+        assert heading in text
+    assert card["model"]["checkpoint_digest"] in text and "Classification Accuracy Score" in text

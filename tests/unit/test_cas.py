@@ -63,3 +63,40 @@ def test_progress_total_is_what_fit_steps_through(fashion, n):
     seen = []
     fit_classifier(train.images[:n], train.labels[:n], 10, epochs=2, seed=0, progress=seen.append)
     assert sum(seen) == images_seen(n, 2)
+
+
+def test_cas_table_rows_train_on_what_they_say():
+    """The table's rows: each trains on the counts it names (the real part class-stratified), and the
+    small rows for as many steps as the real row."""
+    from synth.metrics.cas import Arm, cas_table, stratified, table_arms
+
+    assert [a.name for a in table_arms(600, 3000)] == [
+        "real", "synthetic", "real + synthetic 1x", "real + synthetic 2x", "real + synthetic 5x", "1% real",
+        "1% real + synthetic", "10% real", "10% real + synthetic"]  # fmt: skip
+    assert [(a.real, a.synthetic) for a in table_arms(600, 3000)][-4:] == [(6, 0), (6, 600), (60, 0), (60, 600)]
+    assert len(table_arms(600, 1000)) == 7  # no 2x or 5x rows without the images for them
+    labels = np.repeat(np.arange(10), [50, 50, 50, 50, 50, 50, 50, 50, 100, 100])
+    keep = stratified(labels, 60, 10, 0)
+    assert np.bincount(labels[keep], minlength=10).tolist() == [5] * 8 + [10, 10]  # in proportion
+    assert np.array_equal(keep, stratified(labels, 60, 10, 0)) and not np.array_equal(keep, stratified(labels, 60, 10, 1))
+    digits = load_dataset(DataSpec(source="digits", resolution=8, channels=1))
+    real, fake = (digits.images[:300], digits.labels[:300]), (digits.images[300:900], digits.labels[300:900])
+    rows = cas_table(fake, real, (digits.images[900:], digits.labels[900:]), 10, epochs=1, seeds=[3, 4], network="cnn",
+                     arms=[Arm("real", 300, 0), Arm("10% real", 30, 0), Arm("real + synthetic 2x", 300, 600)])
+    assert [(r["arm"], r["real"], r["synthetic"], r["epochs"]) for r in rows] == [
+        ("real", 300, 0, 1), ("10% real", 30, 0, 10), ("real + synthetic 2x", 300, 600, 1)]  # fmt: skip
+    assert all(r["seeds"] == [3, 4] and len(r["accuracy"]) == 2 for r in rows)
+    assert rows[0]["mean"] == pytest.approx(np.mean(rows[0]["accuracy"])) and rows[0]["std"] >= 0
+
+
+@pytest.mark.slow
+def test_generated_images_lift_the_low_data_row(fashion):
+    """With 60 real Fashion-MNIST images, 600 more well-labelled ones (standing in for generated ones)
+    lift the classifier by more than 5 points: what the table's low-data rows are for."""
+    from synth.metrics.cas import Arm, cas_table
+
+    train, test = fashion
+    real, extra = (train.images[:600], train.labels[:600]), (train.images[1000:1600], train.labels[1000:1600])
+    rows = cas_table(extra, real, (test.images[:2000], test.labels[:2000]), 10, epochs=8, seeds=[0], network="cnn",
+                     arms=[Arm("10% real", 60, 0), Arm("10% real + synthetic", 60, 600)])
+    assert rows[1]["mean"] > rows[0]["mean"] + 0.05, rows

@@ -393,13 +393,17 @@ def run_generate(job: Job, out: Path) -> dict:
 
 def write_generation_card(job: Job, out: Path, store, made: dict, planned: GenerationPlan) -> None:
     """The dataset card (synth.datacard) beside the shards, as generation leaves them (no figures yet)."""
-    from synth.datacard import generation_card, write_card
+    from synth.datacard import generation_card, read_card, write_card
     from synth.report import load_summaries
     from synth.train import checkpoint as ckpt
 
     meta = json.loads((out / "checkpoints" / ckpt.GENERATOR_META).read_text())
     data = load_summaries(out).get("train", {}).get("data")
-    write_card(store, generation_card(job, made, meta, planned.digest, planned.names, data, planned.judge))
+    card = generation_card(job, made, meta, planned.digest, planned.names, data, planned.judge)
+    before = read_card(store)
+    if before and before.get("drawing", {}).get("plan_digest") == planned.digest:  # the same samples: still judged
+        card.update(evaluation=before.get("evaluation"), limitations=before.get("limitations", []))
+    write_card(store, card)
 
 
 SHARD_NODES = ".synth/nodes/shards.json"

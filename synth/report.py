@@ -201,12 +201,14 @@ def filter_section(job: Job, f: dict, rejected_b64: str | None) -> str:
 
     rows = "".join(
         f"<tr><td>{html.escape(r['class'])}</td><td>{r['kept']:,}</td><td>{_fmt(r['drawn_per_kept'])}</td>"
-        f"<td>{_fmt(r['kept_score_median'])}</td><td>{r['rejected']:,}</td><td>{drift(r['rejected_seen_as'])}</td></tr>"
+        f"<td>{_fmt(r['kept_score_median'])}</td><td>{r['rejected']:,}</td><td>{drift(r['rejected_seen_as'])}</td>"
+        f"<td>{r['outranked']:,}</td></tr>"
         for r in flt["per_class"]
     )
     bins = flt["bins"]
-    hist = "".join(f"<tr><td>{bins[i]:.1f}-{bins[i + 1]:.1f}</td><td>{k:,}</td><td>{r:,}</td></tr>"
-                   for i, (k, r) in enumerate(zip(flt["kept_histogram"], flt["rejected_histogram"])))  # fmt: skip
+    hist = "".join(f"<tr><td>{bins[i]:.1f}-{bins[i + 1]:.1f}</td><td>{k:,}</td><td>{o:,}</td><td>{r:,}</td></tr>"
+                   for i, (k, o, r) in enumerate(zip(flt["kept_histogram"], flt["outranked_histogram"],
+                                                     flt["rejected_histogram"])))  # fmt: skip
     who = "the domain classifier" if spec is None or spec.classifier == "domain" else html.escape(spec.classifier)
     bias = ""
     if spec is None or spec.classifier == "domain":
@@ -218,14 +220,15 @@ def filter_section(job: Job, f: dict, rejected_b64: str | None) -> str:
                 f"{spec.min_confidence}, the most confident of {spec.candidates} candidates"
                 f"{f' up to {spec.cap} (above it, the first drawn)' if spec.cap < 1 else ''}; up to "
                 f"{spec.max_candidates} drawn for one image.")  # fmt: skip
-    grid = (f'<p>Rejected candidates, one row per class asked for:</p><img class="grid" '
+    grid = (f'<p>Candidates not accepted, one row per class asked for:</p><img class="grid" '
             f'src="data:image/png;base64,{rejected_b64}" alt="rejected candidates">' if rejected_b64 else "")  # fmt: skip
     return (f"<h2>Quality filter</h2><p>Every image was chosen among candidates by {who}: "
             f"{flt['drawn']:,} drawn for {flt['kept']:,} kept, <b>{_fmt(flt['drawn_per_kept'])}</b> per kept image."
             f"{rule}{bias}</p><table><tr><th>class</th><th>kept</th><th>drawn per kept</th><th>median score kept"
-            f"</th><th>rejected</th><th>rejected ones seen as</th></tr>{rows}</table>"
-            f"<p>Scores (the classifier's probability of the class asked for) of the kept and the rejected "
-            f"candidates:</p><table><tr><th>score</th><th>kept</th><th>rejected</th></tr>{hist}</table>{grid}")
+            f"</th><th>not accepted</th><th>those seen as</th><th>accepted, outranked</th></tr>{rows}</table>"
+            f"<p>Scores (the classifier's probability of the class asked for) of the kept candidates, of those "
+            f"accepted but less confident than the one kept, and of those not accepted:</p><table><tr><th>score"
+            f"</th><th>kept</th><th>outranked</th><th>not accepted</th></tr>{hist}</table>{grid}")
 
 
 def memorisation_section(f: dict, nn_b64: list[str]) -> str:

@@ -68,27 +68,31 @@ class Picks:
 
 @dataclass
 class FilterLog:
-    """What one shard's filter rejected: every rejected candidate's score and classes, and the first
-    ``REJECTS_PER_CLASS`` rejected images of each class asked for. Also the picks, for the manifest."""
+    """What one shard's filter rejected: every candidate not kept, with its score, its classes and
+    whether the classifier accepted it (then it lost on confidence to the one kept), and the first
+    ``REJECTS_PER_CLASS`` images of each class asked for that it did not accept. Also the picks, for
+    the manifest."""
 
     num_classes: int
     scores: list[np.ndarray] = field(default_factory=list)  # rejected: probability of the asked class
     asked: list[np.ndarray] = field(default_factory=list)
     seen: list[np.ndarray] = field(default_factory=list)  # rejected: the classifier's top class
+    accepted: list[np.ndarray] = field(default_factory=list)  # rejected but accepted: outranked by the kept one
     images: list[np.ndarray] = field(default_factory=list)
     image_asked: list[int] = field(default_factory=list)
     image_scores: list[float] = field(default_factory=list)
     picks: list[Picks] = field(default_factory=list)
 
-    def reject(self, images: np.ndarray, asked: np.ndarray, probs: np.ndarray) -> None:
+    def reject(self, images: np.ndarray, asked: np.ndarray, probs: np.ndarray, accepted: np.ndarray) -> None:
         if not len(images):
             return
         score = probs[np.arange(len(asked)), asked]
         self.scores.append(score.astype(np.float32))
         self.asked.append(asked.astype(np.int16))
         self.seen.append(probs.argmax(1).astype(np.int16))
+        self.accepted.append(accepted.astype(bool))
         have = np.bincount(np.asarray(self.image_asked, dtype=np.int64), minlength=self.num_classes)
-        for k in range(len(images)):
+        for k in np.flatnonzero(~accepted):  # the grid shows what the classifier turned down
             c = int(asked[k])
             if have[c] < REJECTS_PER_CLASS:
                 have[c] += 1
@@ -110,7 +114,8 @@ class FilterLog:
             return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
 
         arrays = {"rejected_score": cat(self.scores, np.float32), "rejected_asked": cat(self.asked, np.int16),
-                  "rejected_seen": cat(self.seen, np.int16), "image_asked": np.asarray(self.image_asked, np.int16),
+                  "rejected_seen": cat(self.seen, np.int16), "rejected_accepted": cat(self.accepted, bool),
+                  "image_asked": np.asarray(self.image_asked, np.int16),
                   "image_score": np.asarray(self.image_scores, np.float32)}  # fmt: skip
         if self.images:
             arrays["images"] = np.stack(self.images)
@@ -168,7 +173,7 @@ def choose(
         kept[won], score[won], candidate[won], kept_seed[won] = images[pick], asked[pick], jj[pick], cand_seeds[pick]
         lost = np.ones(len(rows), bool)
         lost[pick] = False
-        log.reject(images[lost], labels[rows][lost], probs[lost])
+        log.reject(images[lost], labels[rows][lost], probs[lost], accepted[lost])
         todo = todo[~settled]
     picks = Picks(score, drawn, candidate, kept_seed)
     log.picks.append(picks)

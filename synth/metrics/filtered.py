@@ -32,7 +32,7 @@ def filter_figures(store: Store, class_names: list[str], per_class: int) -> dict
     scores = np.asarray(sources.column("filter_score"), dtype=np.float64)
     drawn = np.asarray(sources.column("filter_drawn"), dtype=np.int64)
     k = len(class_names)
-    rejected_scores, rejected_asked, rejected_seen = [], [], []
+    rejected_scores, rejected_asked, rejected_seen, outranked = [], [], [], []
     images: list[list[np.ndarray]] = [[] for _ in range(k)]
     for shard in dict.fromkeys(table.column("shard").to_pylist()):
         rel = filter_rel(shard)
@@ -42,12 +42,15 @@ def filter_figures(store: Store, class_names: list[str], per_class: int) -> dict
         rejected_scores.append(log["rejected_score"])
         rejected_asked.append(log["rejected_asked"].astype(np.int64))
         rejected_seen.append(log["rejected_seen"].astype(np.int64))
+        outranked.append(log["rejected_accepted"].astype(bool))
         for image, c in zip(log.get("images", []), log["image_asked"]):
             if len(images[c]) < per_class:
                 images[int(c)].append(image)
     r_scores = np.concatenate(rejected_scores) if rejected_scores else np.zeros(0)
     r_asked = np.concatenate(rejected_asked) if rejected_asked else np.zeros(0, np.int64)
     r_seen = np.concatenate(rejected_seen) if rejected_seen else np.zeros(0, np.int64)
+    r_won = np.concatenate(outranked) if outranked else np.zeros(0, bool)  # accepted, but less confident
+    turned_down = ~r_won
     rows = []
     for c, name in enumerate(class_names):
         mine = labels == c
@@ -58,9 +61,10 @@ def filter_figures(store: Store, class_names: list[str], per_class: int) -> dict
             "drawn": int(drawn[mine].sum()),
             "drawn_per_kept": float(drawn[mine].mean()) if n else None,
             "kept_score_median": float(np.median(scores[mine])) if n else None,
-            "rejected": int((r_asked == c).sum()),
-            # what the classifier saw in this class's rejected candidates: the class they drift to
-            "rejected_seen_as": np.bincount(r_seen[r_asked == c], minlength=k).tolist(),
+            "rejected": int(((r_asked == c) & turned_down).sum()),  # not accepted by the classifier
+            "outranked": int(((r_asked == c) & r_won).sum()),  # accepted, less confident than the one kept
+            # what the classifier saw in the candidates of this class it did not accept: the class they drift to
+            "rejected_seen_as": np.bincount(r_seen[(r_asked == c) & turned_down], minlength=k).tolist(),
         })  # fmt: skip
     return {
         "filter": {
@@ -70,7 +74,8 @@ def filter_figures(store: Store, class_names: list[str], per_class: int) -> dict
             "per_class": rows,
             "bins": BINS.tolist(),
             "kept_histogram": np.histogram(scores, BINS)[0].tolist(),
-            "rejected_histogram": np.histogram(r_scores, BINS)[0].tolist(),
+            "rejected_histogram": np.histogram(r_scores[turned_down], BINS)[0].tolist(),
+            "outranked_histogram": np.histogram(r_scores[r_won], BINS)[0].tolist(),
             "logs_found": len(rejected_scores),
         },
         # a few rejected candidates per class asked for, for the report's grid: uint8 NHWC, and their classes

@@ -336,3 +336,6 @@ def test_dataset_card_beside_the_shards(tiny_run):
     for heading in ("## Dataset structure", "## Dataset creation", "## Evaluation", "## Limitations", "## Licensing"):
         assert heading in text
     assert card["model"]["checkpoint_digest"] in text and "Classification Accuracy Score" in text
+    again = run_cli("generate", str(QUICKSTART), "--out", str(out), *TINY)  # the same plan: the figures still hold
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert json.loads((out / "datacard.json").read_text())["evaluation"] == card["evaluation"]

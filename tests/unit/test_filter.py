@@ -88,6 +88,10 @@ def test_kept_images_are_accepted_candidates_chosen_by_the_rule(generator, judge
     logged = read_filter_log(log.to_bytes())
     assert len(logged["rejected_score"]) == picks.drawn.sum() - 30
     assert (np.bincount(logged["image_asked"], minlength=10) <= 8).all() and len(logged["images"]) > 0
+    # not kept: turned down by the classifier, or accepted and outranked (the kept one is more confident)
+    outranked = logged["rejected_accepted"]
+    assert outranked.any() and (~outranked).any()
+    assert (logged["image_score"] < 1).all() and len(logged["images"]) <= (~outranked).sum()
 
 
 def test_a_cap_keeps_the_first_confident_candidate(generator, judge):

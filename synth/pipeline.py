@@ -239,7 +239,7 @@ def generation_plan(job: Job, out: Path, data=None, device: str = "cpu") -> Gene
 
 def check_filter_file(job: Job, class_names: list[str]) -> None:
     """A user's classifier for generate.filter, checked before anything runs (the domain one is made later)."""
-    if job.generate.filter is not None and job.generate.filter.classifier != "domain":
+    if job.generate.filter is not None and job.generate.filter.classifier not in ("fast", "domain"):
         judge_file(job, class_names)
 
 
@@ -251,7 +251,7 @@ def judge_file(job: Job, class_names: list[str], data=None):
     from synth.generate.filter import JudgeFile, check_judge, judge_kind
 
     spec = job.generate.filter
-    if spec.classifier == "domain":
+    if spec.classifier in ("fast", "domain"):
         from synth.metrics.classifier import export_classifier
         from synth.metrics.evaluate import DOMAIN_NAME, domain_classifier
 
@@ -259,10 +259,11 @@ def judge_file(job: Job, class_names: list[str], data=None):
             from synth.data import load_dataset
 
             data = load_dataset(job.data, job.seed)
-        clf = domain_classifier(data, job.evaluate.classifier_epochs, job.seed)
-        blob = export_classifier(clf.model, "cnn", list(data.class_names), job.data.channels)
-        what = (f"the domain classifier: {DOMAIN_NAME}, {clf.held_out_accuracy:.2%} on {clf.held_out_size:,} "
-                "held-out real images")  # fmt: skip
+        network = "cnn" if spec.classifier == "domain" else "fast"
+        clf = domain_classifier(data, job.evaluate.classifier_epochs, job.seed, network)
+        blob = export_classifier(clf.model, network, list(data.class_names), job.data.channels)
+        name = f"the domain classifier: {DOMAIN_NAME}" if network == "cnn" else f"a small fast CNN (3 stride-2 convolutions) trained on the real data"
+        what = f"{name}, {clf.held_out_accuracy:.2%} on {clf.held_out_size:,} held-out real images"
         return JudgeFile(blob, "safetensors", data_digest(blob), what)
     path = Path(spec.classifier).expanduser()
     if not path.is_file():

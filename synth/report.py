@@ -209,9 +209,10 @@ def filter_section(job: Job, f: dict, rejected_b64: str | None) -> str:
     hist = "".join(f"<tr><td>{bins[i]:.1f}-{bins[i + 1]:.1f}</td><td>{k:,}</td><td>{o:,}</td><td>{r:,}</td></tr>"
                    for i, (k, o, r) in enumerate(zip(flt["kept_histogram"], flt["outranked_histogram"],
                                                      flt["rejected_histogram"])))  # fmt: skip
-    who = "the domain classifier" if spec is None or spec.classifier == "domain" else html.escape(spec.classifier)
+    who = {"domain": "the domain classifier", "fast": "a small fast CNN trained on the real data"}.get(
+        spec.classifier if spec is not None else "", html.escape(spec.classifier if spec is not None else "a classifier"))
     bias = ""
-    if spec is None or spec.classifier == "domain":
+    if spec is not None and spec.classifier == "domain":
         bias = (" The same classifier measures label fidelity above, so that figure is high by construction: "
                 "judge a filtered dataset by its Classification Accuracy Score.")  # fmt: skip
     rule = ""

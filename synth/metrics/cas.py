@@ -16,7 +16,7 @@ import numpy as np
 import torch.nn.functional as F
 from torch import nn
 
-from synth.metrics.classifier import SmallCNN, fit_classifier, images_seen, predict
+from synth.metrics.classifier import FastCNN, SmallCNN, fit_classifier, images_seen, predict
 
 
 class BasicBlock(nn.Module):
@@ -60,6 +60,7 @@ class SmallResNet(nn.Module):
 NETWORKS: dict[str, tuple[Callable[[int, int], nn.Module], str]] = {
     "resnet": (SmallResNet, "ResNet-8 (3 basic blocks, widths 16/32/64), AdamW one-cycle, random 2-pixel shifts"),
     "cnn": (SmallCNN, "SmallCNN (4 conv layers), AdamW one-cycle, random 2-pixel shifts"),
+    "fast": (FastCNN, "FastCNN (3 stride-2 conv layers), AdamW one-cycle, random 2-pixel shifts"),
 }
 
 

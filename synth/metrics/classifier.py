@@ -45,6 +45,26 @@ class SmallCNN(nn.Module):
         return self.head(self.body(x))
 
 
+class FastCNN(nn.Module):
+    """A small classifier for generate.filter: three stride-2 3x3 convolutions (16, 32, 64 channels),
+    global average pooling, a linear head. About 1/30 of SmallCNN's multiply-adds at 28x28, so judging
+    every candidate costs less than drawing it; and it is not the network the report judges with.
+    (x: float NCHW in [-1, 1]) -> logits (N, K)."""
+
+    def __init__(self, channels: int, num_classes: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, 16, 3, 2, 1), nn.BatchNorm2d(16), nn.ReLU(),
+            nn.Conv2d(16, 32, 3, 2, 1), nn.BatchNorm2d(32), nn.ReLU(),
+            nn.Conv2d(32, 64, 3, 2, 1), nn.BatchNorm2d(64), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        )  # fmt: skip
+        self.head = nn.Linear(64, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
 HELD_OUT = 0.1  # share of the real images the domain classifier is scored on, not trained on
 BATCH = 128
 
@@ -77,9 +97,11 @@ def cached_train_classifier(
     seed: int,
     held_out: float = HELD_OUT,
     progress_bar: Callable[[int], ContextManager] | None = None,
+    network: str = "cnn",
 ) -> TrainedClassifier:
     """train_classifier's result, from the cache (synth.cache) when the same images, labels, settings
-    and code trained one before; else trained and cached.
+    and code trained one before; else trained and cached. ``network``: a key of
+    ``synth.metrics.cas.NETWORKS`` (the domain classifier is ``cnn``, SmallCNN).
 
     ``progress_bar(total)``: a context manager whose ``update(n)`` counts training images, entered
     only when training happens (synth.progress.Progress fits).
@@ -89,12 +111,18 @@ def cached_train_classifier(
         total = images_seen(len(images) - held_out_size(len(images), held_out), epochs)
         with progress_bar(total) if progress_bar is not None else nullcontext() as bar:
             progress = None if bar is None else bar.update
-            return train_classifier(images, labels, num_classes, epochs, seed, held_out, progress=progress)
+            return train_classifier(images, labels, num_classes, epochs, seed, held_out, progress=progress,
+                                    network=network)  # fmt: skip
 
-    code = source_digest(SmallCNN, train_classifier, fit_classifier, random_shift, from_uint8, held_out_size)
+    from synth.metrics.cas import NETWORKS
+
+    build = NETWORKS[network][0]
+    code = source_digest(build, train_classifier, fit_classifier, random_shift, from_uint8, held_out_size)
     parts = ("train_classifier", code, torch.__version__, BATCH, images, labels, num_classes, epochs, seed, held_out)
+    if network != "cnn":  # the domain classifier's key stays what it was
+        parts += (network,)
     clf, hit = memoize("classifiers", parts, train, _encode_classifier,
-                       lambda data: _decode_classifier(data, images.shape[-1], num_classes))  # fmt: skip
+                       lambda data: _decode_classifier(data, images.shape[-1], num_classes, build))  # fmt: skip
     clf.from_cache = hit
     return clf
 
@@ -107,7 +135,7 @@ def _encode_classifier(clf: TrainedClassifier) -> bytes:
     return save(state, metadata={"info": json.dumps(info)})
 
 
-def _decode_classifier(data: bytes, channels: int, num_classes: int) -> TrainedClassifier:
+def _decode_classifier(data: bytes, channels: int, num_classes: int, build=SmallCNN) -> TrainedClassifier:
     from safetensors import SafetensorError
     from safetensors.torch import load
 
@@ -117,7 +145,7 @@ def _decode_classifier(data: bytes, channels: int, num_classes: int) -> TrainedC
         info = json.loads(json.loads(data[8 : 8 + header_len])["__metadata__"]["info"])
     except SafetensorError as exc:
         raise ValueError(str(exc)) from exc
-    model = SmallCNN(channels, num_classes)
+    model = build(channels, num_classes)
     model.load_state_dict(state)
     model.eval()
     return TrainedClassifier(model, **info)
@@ -140,13 +168,17 @@ def train_classifier(
     seed: int,
     held_out: float = HELD_OUT,
     progress=None,
+    network: str = "cnn",
 ) -> TrainedClassifier:
-    """Train SmallCNN on uint8 NHWC images; report accuracy on a held-out split. ``progress``: as fit_classifier."""
+    """Train a classifier (SmallCNN, or ``network`` of synth.metrics.cas.NETWORKS) on uint8 NHWC images;
+    report accuracy on a held-out split. ``progress``: as fit_classifier."""
+    from synth.metrics.cas import NETWORKS
+
     gen = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(images), generator=gen).numpy()
     n_val = held_out_size(len(images), held_out)
     val, tr = order[:n_val], order[n_val:]
-    model = fit_classifier(images[tr], labels[tr], num_classes, epochs, seed, gen, progress)
+    model = fit_classifier(images[tr], labels[tr], num_classes, epochs, seed, gen, progress, NETWORKS[network][0])
     acc = float((predict(model, images[val]) == labels[val]).mean())
     return TrainedClassifier(model, acc, len(tr), len(val), epochs)
 

@@ -370,12 +370,15 @@ def load_through_loader(url: str, limit: int, seed: int) -> tuple[np.ndarray, np
     return np.stack(images), np.asarray(labels, dtype=np.int64)
 
 
-def domain_classifier(data: ImageDataset, epochs: int, seed: int) -> TrainedClassifier:
-    """The domain classifier of ``data``: from the cache when one was trained on the same data, else trained."""
+def domain_classifier(data: ImageDataset, epochs: int, seed: int, network: str = "cnn") -> TrainedClassifier:
+    """The domain classifier of ``data`` (or, with ``network``, another of synth.metrics.cas.NETWORKS
+    trained the same way: generate.filter's ``fast``): from the cache when one was trained on the same
+    data, else trained."""
+    what = "domain classifier" if network == "cnn" else f"{network} classifier"
     clf = cached_train_classifier(data.images, data.labels, data.num_classes, epochs, seed,
-                                  progress_bar=lambda total: Progress("domain classifier", total, "img"))  # fmt: skip
+                                  progress_bar=lambda total: Progress(what, total, "img"), network=network)  # fmt: skip
     if clf.from_cache:
-        note("domain classifier: loaded from the cache (trained before on the same data and settings)")
+        note(f"{what}: loaded from the cache (trained before on the same data and settings)")
     return clf
 
 

@@ -184,3 +184,45 @@ def test_a_synth_classifier_round_trips_through_safetensors():
     x = torch.randn(4, 1, 28, 28)
     assert names == NAMES and torch.equal(model(x), loaded(x))
     check_judge(data, "domain", NAMES, 28, 1)
+
+
+def test_the_fast_and_domain_classifiers_are_trained_cached_and_shipped(tmp_path):
+    """classifier: fast (the default) and domain: trained on the real training split, cached, exported
+    as synth's safetensors file whose network is the one named; the fast one costs a fraction of the
+    domain one's multiply-adds."""
+    import torch
+
+    from synth.metrics.classifier import FastCNN, SmallCNN
+    from synth.pipeline import judge_file
+    from synth.spec import job_from_dict
+
+    def macs(model) -> int:
+        total = 0
+
+        def hook(module, inputs, output):
+            nonlocal total
+            if isinstance(module, torch.nn.Conv2d):
+                total += output.numel() * module.in_channels * module.kernel_size[0] * module.kernel_size[1] // module.groups
+            elif isinstance(module, torch.nn.Linear):
+                total += module.in_features * module.out_features
+
+        handles = [m.register_forward_hook(hook) for m in model.modules()]
+        model(torch.zeros(1, 1, 28, 28))
+        for h in handles:
+            h.remove()
+        return total
+
+    assert macs(FastCNN(1, 10)) * 20 < macs(SmallCNN(1, 10))
+    files = {}
+    for name, network in (("fast", "fast"), ("domain", "cnn")):
+        job = job_from_dict({"data": {"source": "digits", "resolution": 8}, "evaluate": {"classifier_epochs": 1},
+                             "generate": {"filter": {"classifier": name}}})  # fmt: skip
+        found = judge_file(job, NAMES)
+        assert found.kind == "safetensors" and "held-out real images" in found.description
+        info = json.loads(json.loads(found.data[8 : 8 + int.from_bytes(found.data[:8], "little")])["__metadata__"]["synth_classifier"])
+        assert info["network"] == network and info["class_names"] == NAMES
+        check_judge(found.data, name, NAMES, 8, 1)
+        assert judge_file(job, NAMES).digest == found.digest  # from the cache: the same weights
+        files[name] = found.digest
+    assert files["fast"] != files["domain"]
+    assert job_from_dict({"generate": {"filter": {}}}).generate.filter.classifier == "fast"

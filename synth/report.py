@@ -37,26 +37,25 @@ def write_report(out: Path, job: Job, figures: dict) -> None:
     figures = dict(figures)
     grid_png = grid_to_png(figures.pop("grid_images"))
     atomic_write_bytes(out / "report_grid.png", grid_png)
-    recon = figures.pop("reconstruction_grid", None)
-    recon_b64 = None
-    if recon is not None:
-        recon_png = grid_to_png(recon)
-        atomic_write_bytes(out / "report_reconstructions.png", recon_png)
-        recon_b64 = base64.b64encode(recon_png).decode()
+    recon_b64 = _grid_file(out, figures.pop("reconstruction_grid", None), "report_reconstructions.png")
     nn_b64 = [base64.b64encode(grid_to_png(nn_strip(strip), width=240)).decode()
               for strip in figures.pop("memorisation_images", [])]  # fmt: skip
-    rejected = figures.pop("filter_rejected_grid", None)
-    rejected_b64 = None
-    if rejected is not None:
-        rejected_png = grid_to_png(rejected)
-        atomic_write_bytes(out / "report_rejected.png", rejected_png)
-        rejected_b64 = base64.b64encode(rejected_png).decode()
+    rejected_b64 = _grid_file(out, figures.pop("filter_rejected_grid", None), "report_rejected.png")
     stages = load_summaries(out)
     doc = {"job": job.model_dump(mode="json"), "figures": figures, **stages}
     atomic_write_json(out / "report.json", doc)
     page = render_html(job, figures, stages, base64.b64encode(grid_png).decode(), read_log(out), recon_b64, nn_b64,
                        rejected_b64)
     atomic_write_bytes(out / "report.html", page.encode())
+
+
+def _grid_file(out: Path, grid: np.ndarray | None, name: str) -> str | None:
+    """Write an optional grid as ``out/name`` (PNG); its base64 for the page, or None without one."""
+    if grid is None:
+        return None
+    png = grid_to_png(grid)
+    atomic_write_bytes(out / name, png)
+    return base64.b64encode(png).decode()
 
 
 def nn_strip(images: np.ndarray) -> np.ndarray:

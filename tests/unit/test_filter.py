@@ -226,3 +226,49 @@ def test_the_fast_and_domain_classifiers_are_trained_cached_and_shipped(tmp_path
         files[name] = found.digest
     assert files["fast"] != files["domain"]
     assert job_from_dict({"generate": {"filter": {}}}).generate.filter.classifier == "fast"
+
+
+def test_the_reports_filter_figures_add_up(tmp_path, generator, judge):
+    """What the report shows of a filtered dataset: per class kept, drawn, turned down and outranked
+    add up to what the manifest and the logs hold; a few turned-down images per class; the section."""
+    from synth.metrics.evaluate import filter_grid
+    from synth.metrics.filtered import filter_figures
+    from synth.report import filter_section
+    from synth.spec import job_from_dict
+
+    ref, weights = generator
+    plan, ws = _works(tmp_path, ref, 16, FilterSpec(candidates=2, max_candidates=120))
+    for w in ws:
+        write_one_shard(w, weights, None, judge)
+    write_manifest(Store(tmp_path), plan, NAMES)
+    manifest = pq.read_table(tmp_path / "manifest.parquet").to_pandas()
+    found = filter_figures(Store(tmp_path), NAMES, per_class=4)
+    f = found["filter"]
+    assert f["kept"] == 30 and f["drawn"] == manifest.filter_drawn.sum() and f["logs_found"] == 3
+    for c, row in enumerate(f["per_class"]):
+        mine = manifest[manifest["class"] == c]
+        assert row["kept"] == 3 and row["drawn"] == mine.filter_drawn.sum()
+        assert row["rejected"] + row["outranked"] == row["drawn"] - row["kept"]
+        assert sum(row["rejected_seen_as"]) == row["rejected"] and row["rejected_seen_as"][c] == 0  # seen as others
+    assert sum(f["kept_histogram"]) == 30
+    assert sum(f["rejected_histogram"]) + sum(f["outranked_histogram"]) == f["drawn"] - 30
+    images, labels = found["filter_rejected"]
+    assert (np.bincount(labels, minlength=10) <= 4).all() and len(images) == len(labels) > 0
+    figures = filter_grid(dict(found), 10, 4)
+    assert figures["filter_rejected_grid"].shape == (10 * 8, 4 * 8, 1) and "filter_rejected" not in figures
+    job = job_from_dict({"generate": {"filter": {"classifier": "x.pt", "cap": 0.9}}})
+    page = filter_section(job, figures, "QUJD")
+    assert "Quality filter" in page and f"{f['drawn']:,} drawn for 30 kept" in page and "up to 0.9" in page
+    assert 'src="data:image/png;base64,QUJD"' in page and "high by construction" not in page
+
+
+def test_an_unfiltered_dataset_has_no_filter_figures(tmp_path, generator):
+    from synth.metrics.filtered import filter_figures
+
+    ref, weights = generator
+    plan, ws = _works(tmp_path, ref, 16, None)
+    for w in ws:
+        write_one_shard(w, weights)
+    write_manifest(Store(tmp_path), plan, NAMES)
+    assert "filter_score" not in pq.read_table(tmp_path / "manifest.parquet").column_names
+    assert filter_figures(Store(tmp_path), NAMES, per_class=4) == {}

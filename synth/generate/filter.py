@@ -60,6 +60,15 @@ class Picks:
     candidate: np.ndarray  # int32
     seed: np.ndarray  # uint64
 
+    @classmethod
+    def concat(cls, parts: list["Picks"]) -> "Picks":
+        if not parts:
+            return cls(np.zeros(0, np.float32), np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.uint64))
+        return cls(*(np.concatenate([getattr(p, name) for p in parts]) for name in ("score", "drawn", "candidate", "seed")))
+
+    def __getitem__(self, part: slice) -> "Picks":
+        return Picks(self.score[part], self.drawn[part], self.candidate[part], self.seed[part])
+
     def record(self, k: int) -> dict:
         """The ``filter`` entry of source ``k``'s samples' ``.json``."""
         return {"score": round(float(self.score[k]), 6), "drawn": int(self.drawn[k]),
@@ -102,10 +111,7 @@ class FilterLog:
 
     def kept(self) -> Picks:
         """The picks of every source so far, concatenated."""
-        parts = self.picks
-        if not parts:
-            return Picks(np.zeros(0, np.float32), np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.uint64))
-        return Picks(*(np.concatenate([getattr(p, name) for p in parts]) for name in ("score", "drawn", "candidate", "seed")))
+        return Picks.concat(self.picks)
 
     def to_bytes(self) -> bytes:
         """The log as an .npz (numpy arrays only: loads without pickle)."""
@@ -203,14 +209,10 @@ def filtered_batches(draw, judge, spec, job_seed: int, sources: np.ndarray, seed
         last = start + JUDGE_ROWS >= len(sources)
         while count >= batch_size or (last and count):
             images = np.concatenate([h[0] for h in held])
-            picks = Picks(*(np.concatenate([getattr(h[1], f) for h in held]) for f in ("score", "drawn", "candidate", "seed")))
-            yield images[:batch_size], _take(picks, slice(0, batch_size))
-            held = [(images[batch_size:], _take(picks, slice(batch_size, None)))]
+            picks = Picks.concat([h[1] for h in held])
+            yield images[:batch_size], picks[:batch_size]
+            held = [(images[batch_size:], picks[batch_size:])]
             count = len(held[0][0])
-
-
-def _take(picks: Picks, part: slice) -> Picks:
-    return Picks(picks.score[part], picks.drawn[part], picks.candidate[part], picks.seed[part])
 
 
 def unfilled(spec, labels, start, failed, log, class_names, shard_name, source) -> SynthError:

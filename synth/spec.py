@@ -49,14 +49,19 @@ class _ModelSection(_Section):
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {}
     TRAIN_DEFAULTS: ClassVar[dict[str, float]] = {}
+    # Fields compared with these values rather than the preset's: a preset that changes what its
+    # member builds lists the old value here, so its jobs get a new identity.
+    IDENTITY_BASE: ClassVar[dict[str, Any]] = {}
 
     def canonical(self) -> dict[str, Any]:
         """What defines this model: name and size, and any field that differs from the name's preset.
 
         Job identities and checkpoints use this, so a release that adds a field (with a preset)
-        leaves existing outputs and checkpoints valid.
+        leaves existing outputs and checkpoints valid; IDENTITY_BASE undoes that where a preset
+        changed.
         """
         preset = type(self).model_validate({"name": self.name}).model_dump(mode="json")
+        preset.update(self.IDENTITY_BASE)
         keep = ("name", "latent_dim", "width")
         return {k: v for k, v in self.model_dump(mode="json").items() if k in keep or v != preset[k]}
 
@@ -77,8 +82,11 @@ class GanModel(_ModelSection):
         "dcgan_cond": {"conditional": True, "loss": "hinge", "spectral_norm": True, "n_critic": 1},
         "dcgan": {"conditional": False, "loss": "nonsaturating", "spectral_norm": True, "n_critic": 1},
         "sngan": {"conditional": False, "loss": "hinge", "spectral_norm": True, "n_critic": 1},
-        "wgan_gp": {"conditional": False, "loss": "wgan_gp", "spectral_norm": False, "n_critic": 5},
+        "wgan_gp": {"conditional": False, "loss": "wgan_gp", "spectral_norm": False, "n_critic": 5, "upsample": "nearest"},
     }
+    # wgan_gp's preset moved to nearest upsampling (its transposed convs drew a grid of dots): its
+    # jobs name the field so that they are not taken for the old jobs, whose checkpoints differ.
+    IDENTITY_BASE: ClassVar[dict[str, Any]] = {"upsample": "transposed"}
     name: Literal["dcgan_cond", "dcgan", "sngan", "wgan_gp"]
     latent_dim: int = Field(64, ge=1)
     width: int = Field(64, ge=8, description="channel width of the first conv layers")
@@ -87,6 +95,9 @@ class GanModel(_ModelSection):
     spectral_norm: bool = Field(description="spectral norm in the discriminator")
     n_critic: int = Field(ge=1, description="discriminator steps per generator step")
     gp_weight: float = Field(10.0, ge=0, description="wgan_gp: weight of the gradient penalty")
+    upsample: Literal["transposed", "nearest"] = Field(
+        "transposed", description="generator upsampling: 4x4 stride-2 transposed conv, or nearest + 3x3 conv"
+    )
     diffaugment: list[Literal["color", "translation", "cutout"]] = Field(
         default_factory=list, description="DiffAugment policies applied to what D sees (small datasets)"
     )

@@ -1,7 +1,9 @@
 """The GAN family: DCGAN generator and discriminator, conditional or not, three losses, DiffAugment.
 
-Generator: latent (+ class) -> linear -> base grid -> (transposed conv,
-class-conditional BatchNorm, ReLU) x (n-1) -> transposed conv -> tanh.
+Generator: latent (+ class) -> linear -> base grid -> (upsampling conv,
+class-conditional BatchNorm, ReLU) x (n-1) -> upsampling conv -> tanh, where an
+upsampling conv (``model.upsample``) is a 4x4 stride-2 transposed conv or nearest
+upsampling then a 3x3 conv.
 Discriminator: strided convs (spectrally normalised unless the loss is
 WGAN-GP, whose gradient penalty does that job), LeakyReLU, a conv spanning the
 remaining grid, a linear head, and for conditional models a projection term
@@ -11,7 +13,9 @@ Members (``model.name``; each a preset of ``GanModel`` in spec.py):
   dcgan       unconditional, non-saturating logistic loss (Goodfellow et al.; Radford et al.)
   sngan       unconditional, hinge loss, spectral norm (Miyato et al., 2018)
   dcgan_cond  conditional (projection discriminator), hinge loss, spectral norm
-  wgan_gp     Wasserstein critic with gradient penalty, 5 critic steps a step (Gulrajani et al., 2017)
+  wgan_gp     Wasserstein critic with gradient penalty, 5 critic steps a step (Gulrajani et al., 2017),
+              nearest upsampling: with transposed convs its critic let a fixed grid of dots into every
+              image (bench/wgan_dots.py)
 ``model.diffaugment`` (color, translation, cutout; Zhao et al., 2020) augments
 what the discriminator sees, real and fake alike, for small datasets.
 """
@@ -42,6 +46,7 @@ class GanConfig:
     width: int = 64
     conditional: bool = True
     spectral_norm: bool = True
+    upsample: str = "transposed"
 
     @property
     def label_classes(self) -> int:
@@ -68,10 +73,19 @@ def _labels(cfg: GanConfig, y: torch.Tensor | None, n: int, device) -> torch.Ten
     return torch.zeros(n, dtype=torch.int64, device=device)
 
 
+def up_conv(c_in: int, c_out: int, how: str, bias: bool) -> nn.Module:
+    """Double the grid: a 4x4 stride-2 transposed conv (DCGAN), or nearest upsampling then a 3x3
+    conv, whose kernel overlaps evenly and so cannot draw the transposed conv's checkerboard
+    (Odena et al., 2016, "Deconvolution and checkerboard artifacts")."""
+    if how == "nearest":
+        return nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c_in, c_out, 3, 1, 1, bias=bias))
+    return nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=bias)
+
+
 class UpBlock(nn.Module):
-    def __init__(self, c_in: int, c_out: int, num_classes: int):
+    def __init__(self, c_in: int, c_out: int, num_classes: int, upsample: str = "transposed"):
         super().__init__()
-        self.conv = nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False)
+        self.conv = up_conv(c_in, c_out, upsample, bias=False)
         self.norm = ConditionalBatchNorm2d(c_out, num_classes)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -96,9 +110,10 @@ class Generator(nn.Module):
         self.fc = nn.Linear(in_features, c0 * base * base, bias=False)
         self.norm0 = ConditionalBatchNorm2d(c0, k_classes)
         self.blocks = nn.ModuleList(
-            UpBlock(cfg.width * 2 ** (n - 1 - k), cfg.width * 2 ** (n - 2 - k), k_classes) for k in range(n - 1)
+            UpBlock(cfg.width * 2 ** (n - 1 - k), cfg.width * 2 ** (n - 2 - k), k_classes, cfg.upsample)
+            for k in range(n - 1)
         )
-        self.out = nn.ConvTranspose2d(cfg.width, cfg.channels, 4, 2, 1)
+        self.out = up_conv(cfg.width, cfg.channels, cfg.upsample, bias=True)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         y = _labels(self.cfg, y, len(z), z.device)
@@ -210,7 +225,7 @@ def diff_augment(x: torch.Tensor, policy: tuple[str, ...], gen: torch.Generator)
 
 def gan_config(spec, shape: ImageShape) -> GanConfig:
     return GanConfig(shape.resolution, shape.channels, shape.num_classes, spec.latent_dim, spec.width,
-                     spec.conditional, spec.spectral_norm)  # fmt: skip
+                     spec.conditional, spec.spectral_norm, spec.upsample)  # fmt: skip
 
 
 class GanFamily(Family):

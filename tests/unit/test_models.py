@@ -9,13 +9,16 @@ from synth.models.common import EMA, latents_for_seeds, sample_seeds
 from synth.spec import GanModel
 
 
-def gan(resolution=28, channels=1, classes=10, width=16):
-    return build_gan(GanModel(width=width, latent_dim=16), resolution, channels, classes)
+def gan(resolution=28, channels=1, classes=10, width=16, name="dcgan_cond"):
+    return build_gan(GanModel(name=name, width=width, latent_dim=16), resolution, channels, classes)
 
 
+@pytest.mark.parametrize("name", ["dcgan_cond", "wgan_gp"])  # transposed convs; nearest upsampling + conv
 @pytest.mark.parametrize("resolution,channels", [(28, 1), (32, 3), (64, 3), (8, 1)])
-def test_shapes_and_range(resolution, channels):
-    G, D, cfg = gan(resolution, channels)
+def test_shapes_and_range(resolution, channels, name):
+    G, D, cfg = gan(resolution, channels, name=name)
+    transposed = any(isinstance(m, torch.nn.ConvTranspose2d) for m in G.modules())
+    assert transposed == (name == "dcgan_cond")
     z, y = torch.randn(4, cfg.latent_dim), torch.tensor([0, 1, 2, 3])
     x = G(z, y)
     assert x.shape == (4, channels, resolution, resolution)

@@ -134,6 +134,19 @@ def test_model_identity_is_name_size_and_changes_from_the_preset():
     assert vae.model.beta == 4.0 and vae.train.lr_g == 1e-3 and vae.train.beta2 == 0.999
 
 
+def test_a_preset_that_changed_gives_its_jobs_a_new_identity():
+    """wgan_gp's generator moved from transposed convs to nearest upsampling: its jobs (and checkpoints)
+    are not the old ones, and the old generator stays reachable by naming it."""
+    from synth.spec import job_from_dict
+
+    new = job_from_dict({"model": {"name": "wgan_gp"}})
+    old = job_from_dict({"model": {"name": "wgan_gp", "upsample": "transposed"}})
+    assert new.model.upsample == "nearest" and new.model.canonical()["upsample"] == "nearest"
+    assert old.model.canonical() == {"name": "wgan_gp", "latent_dim": 64, "width": 64}  # what old jobs hashed
+    assert new.identity() != old.identity()
+    assert "upsample" not in job_from_dict({"model": {"name": "sngan"}}).model.canonical()
+
+
 @pytest.mark.parametrize(
     "raw,message",
     [({"model": {"name": "ddpm_cond", "timesteps": 20}}, "generate.steps: 50 DDIM steps, but the model has 20"),

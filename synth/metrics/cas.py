@@ -9,8 +9,8 @@ downstream user loses by training on the synthetic data instead of real data.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Callable
 
 import numpy as np
 import torch.nn.functional as F
@@ -96,9 +96,9 @@ def score(model: nn.Module, images: np.ndarray, labels: np.ndarray, num_classes:
     return Score(float((preds == labels).mean()), per_class, num_train)
 
 
-def cas_images_seen(num_fake: int, num_real: int, epochs: int, mixed: bool = True) -> int:
+def cas_images_seen(num_fake: int, num_real: int, epochs: int, mixed: bool = True, real_epochs: int | None = None) -> int:
     """Training images classification_accuracy_score steps through: a progress bar's total."""
-    total = images_seen(num_fake, epochs) + images_seen(num_real, epochs)
+    total = images_seen(num_fake, epochs) + images_seen(num_real, real_epochs or epochs)
     return total + (images_seen(num_fake + num_real, epochs) if mixed else 0)
 
 
@@ -112,18 +112,22 @@ def classification_accuracy_score(
     progress=None,
     network: str = "resnet",
     mixed: bool = True,
+    real_epochs: int | None = None,
 ) -> CasResult:
     """Each argument pair is (uint8 NHWC images, int64 labels). Every classifier shares seed and epochs.
 
-    ``network``: a key of NETWORKS; ``mixed``: also train on real plus synthetic images.
+    ``network``: a key of NETWORKS; ``mixed``: also train on real plus synthetic images;
+    ``real_epochs``: the real-only classifier's epochs, when not ``epochs`` (as many steps as on
+    a larger synthetic set).
     """
     build, description = NETWORKS[network]
-    arms = [fake, real_train]
+    arms = [(fake, epochs), (real_train, real_epochs or epochs)]
     if mixed:
-        arms.append((np.concatenate([real_train[0], fake[0]]), np.concatenate([real_train[1], fake[1]])))
+        both = (np.concatenate([real_train[0], fake[0]]), np.concatenate([real_train[1], fake[1]]))
+        arms.append((both, epochs))
     scores = []
-    for images, labels in arms:
-        model = fit_classifier(images, labels, num_classes, epochs, seed, progress=progress, network=build)
+    for (images, labels), arm_epochs in arms:
+        model = fit_classifier(images, labels, num_classes, arm_epochs, seed, progress=progress, network=build)
         scores.append(score(model, *real_test, num_classes, len(images)))
     return CasResult(scores[0], scores[1], scores[2] if mixed else None, len(real_test[1]), epochs, seed, description)
 

@@ -14,17 +14,17 @@ from synth.metrics.features import extractor
 from synth.pipeline import ray_feature_pass
 from synth.spec import DataSpec
 
-images = load_dataset(DataSpec(source="digits", resolution=16), 0).images[:30]
+images = load_dataset(DataSpec(source="digits", resolution=16), 0).images[:14]
 net = extractor()
 ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
 try:
     seen = []
-    sharded = ray_feature_pass(net, chunk=8)(images, seen.append)  # 4 tasks, 2 at once
+    sharded = ray_feature_pass(net, chunk=8)(images, seen.append)  # 2 tasks at once
 finally:
     ray.shutdown()
-assert sorted(seen) == [6, 8, 8, 8], seen
+assert sorted(seen) == [6, 8], seen
 local = net(images)
-assert sharded.shape == local.shape == (30, 2048)
+assert sharded.shape == local.shape == (14, 2048)
 # each row is its own image's (not shuffled by task order), to float32 rounding
 assert np.abs(sharded - local).max() < 1e-4 * np.abs(local).max()
 assert not np.allclose(sharded[:-1], local[1:])

@@ -24,14 +24,14 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from safetensors.torch import load_file
 
 from synth.data import load_dataset
 from synth.metrics.classifier import predict
-from synth.metrics.evaluate import domain_classifier
+from synth.metrics.evaluate import class_grid, domain_classifier
 from synth.models import family_for
 from synth.models.common import latents_for_seeds, to_uint8
+from synth.report import grid_to_png
 from synth.spec import load_job
 from synth.train.loop import train
 
@@ -58,12 +58,6 @@ def checker(images: np.ndarray) -> float:
     x = torch.from_numpy(images.astype(np.float64)).permute(0, 3, 1, 2)
     k = torch.tensor([[1.0, -1.0], [-1.0, 1.0]], dtype=torch.float64).view(1, 1, 2, 2).repeat(x.shape[1], 1, 1, 1)
     return float(F.conv2d(x, k, groups=x.shape[1]).abs().mean() / 4)
-
-
-def grid(images: np.ndarray, per_row: int = 10) -> Image.Image:
-    n, h, w, c = images.shape
-    rows = images.reshape(n // per_row, per_row, h, w, c).transpose(0, 2, 1, 3, 4).reshape(n // per_row * h, per_row * w, c)
-    return Image.fromarray(rows.squeeze(-1) if c == 1 else rows)
 
 
 def draw(family, model_config: dict, weights: dict, num_classes: int, per_class: int) -> tuple[np.ndarray, np.ndarray]:
@@ -108,9 +102,11 @@ def main() -> None:
             images, labels = draw(family, meta["model_config"], weights, data.num_classes, 100)
             fid = float((predict(clf.model, images) == labels).mean())
             rows.append((f"{name} ({which})", fixed_pattern(images), checker(images), fid, seconds))
-            firsts = images.reshape(data.num_classes, 100, *images.shape[1:])[:, :10].reshape(-1, *images.shape[1:])
-            grid(firsts).save(out / f"{name}-{which}.png")
-            print(f"{rows[-1][0]:34s} fixed {rows[-1][1]:6.2f}  checker {rows[-1][2]:6.2f}  fidelity {fid:6.1%}  ({seconds:.0f} s)", flush=True)
+            (out / f"{name}-{which}.png").write_bytes(grid_to_png(class_grid(images, labels, data.num_classes, 10)))
+            print(
+                f"{rows[-1][0]:34s} fixed {rows[-1][1]:6.2f}  checker {rows[-1][2]:6.2f}  fidelity {fid:6.1%}  ({seconds:.0f} s)",
+                flush=True,
+            )
     print(f"\n{'variant':34s} {'fixed pattern':>13s} {'checker':>8s} {'fidelity':>9s} {'train s':>8s}")
     for name, fp, ch, fid, s in rows:
         print(f"{name:34s} {fp:13.2f} {ch:8.2f} {fid:9.1%} {s:8.0f}")

@@ -42,6 +42,27 @@ def cli():
     return run_cli
 
 
+@pytest.fixture(scope="module")
+def cli_on_one_ray():
+    """The CLI's own code (typer's CliRunner), run in this process on one embedded Ray for the whole
+    module: a command pays for its work, not for starting Python and Ray again (about 12 s each on 2
+    cores). Returns a CompletedProcess, as run_cli does. For tests of one command's behaviour on its
+    own Ray (start-up, shutdown, signals), use run_cli."""
+    from typer.testing import CliRunner
+
+    from synth import engine
+    from synth.cli import app
+
+    runner = CliRunner()
+
+    def invoke(*args: str) -> subprocess.CompletedProcess:
+        result = runner.invoke(app, list(args), catch_exceptions=False)
+        return subprocess.CompletedProcess(args, result.exit_code, result.stdout, result.stderr)
+
+    with engine.ray_session():
+        yield invoke
+
+
 # Caches (synth.cache) go to a folder of this test session's, never the user's (even one named by
 # SYNTH_CACHE_DIR): no test result comes from outside the session. CLI subprocesses and Ray workers
 # the tests start inherit it.

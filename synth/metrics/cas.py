@@ -139,6 +139,7 @@ class Arm:
     name: str
     real: int
     synthetic: int
+    real_repeats: int = 1  # the real images this many times over: half real, half synthetic at real_repeats = synthetic / real
 
 
 def table_arms(num_real: int, num_fake: int) -> list[Arm]:
@@ -193,6 +194,7 @@ def cas_table(
     rows = []
     for arm in arms:
         keep = stratified(real_train[1], arm.real, num_classes, subset_seed) if arm.real else np.zeros(0, np.int64)
+        keep = np.tile(keep, arm.real_repeats)
         images = np.concatenate([real_train[0][keep], fake[0][: arm.synthetic]])
         labels = np.concatenate([real_train[1][keep], fake[1][: arm.synthetic]])
         arm_epochs = max(epochs, -(-epochs * base // max(1, len(labels))))
@@ -200,7 +202,8 @@ def cas_table(
         for seed in seeds:
             model = fit_classifier(images, labels, num_classes, arm_epochs, seed, progress=progress, network=build)
             accuracies.append(score(model, *real_test, num_classes, len(images)).accuracy)
-        rows.append({"arm": arm.name, "real": int(arm.real), "synthetic": int(arm.synthetic), "epochs": arm_epochs,
+        rows.append({"arm": arm.name, "real": int(arm.real), "real_repeats": arm.real_repeats,
+                     "synthetic": int(arm.synthetic), "epochs": arm_epochs,
                      "network": network, "seeds": list(seeds), "accuracy": accuracies,
                      "mean": float(np.mean(accuracies)), "std": float(np.std(accuracies))})  # fmt: skip
     return rows
@@ -210,6 +213,6 @@ def cas_table_images_seen(arms: list[Arm], base: int, epochs: int, seeds: int) -
     """Training images cas_table steps through: a progress bar's total."""
     total = 0
     for arm in arms:
-        n = arm.real + arm.synthetic
+        n = arm.real * arm.real_repeats + arm.synthetic
         total += images_seen(n, max(epochs, -(-epochs * base // max(1, n))))
     return total * seeds

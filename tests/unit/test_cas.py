@@ -97,8 +97,10 @@ def test_cas_table_rows_train_on_what_they_say():
     assert rows[0]["mean"] == pytest.approx(np.mean(rows[0]["accuracy"])) and rows[0]["std"] >= 0
     # bench/cas.py --low-data: every arm as many steps as the largest (base), the real-only one too
     rows = cas_table(fake, real, (digits.images[900:], digits.labels[900:]), 10, epochs=1, seeds=[0], network="cnn",
-                     arms=[Arm("real", 300, 0), Arm("real + synthetic 2x", 300, 600)], base=900)
-    assert [r["epochs"] for r in rows] == [3, 1]
+                     arms=[Arm("real", 300, 0), Arm("real + synthetic 2x", 300, 600),
+                           Arm("real x2 + synthetic 2x", 300, 600, real_repeats=2)], base=1000)  # fmt: skip
+    assert [r["epochs"] for r in rows] == [4, 2, 1]  # 300, 900 and 1,200 (the real ones twice) images
+    assert [r["real_repeats"] for r in rows] == [1, 1, 2]
 
 
 @pytest.mark.slow

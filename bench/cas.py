@@ -158,7 +158,7 @@ def low_data(args, job, real, fake, test, networks, seeds) -> None:
     arms.append(Arm("generated only", 0, ks[-1] * r))
     if args.arms:
         arms = [a for a in arms if a.name in args.arms.split(",") or a.name == "real"]
-    base = max(a.real * a.real_repeats + a.synthetic for a in arms)
+    base = max(a.images for a in arms)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {r:,} real training images (data.limit), "
           f"{len(fake[1]):,} generated, {len(test):,} real {test.name} images; every arm as many steps as {args.epochs} "
           f"epochs of {base:,} images; networks {', '.join(networks)}; seeds {', '.join(map(str, seeds))}", flush=True)  # fmt: skip

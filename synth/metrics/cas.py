@@ -141,6 +141,11 @@ class Arm:
     synthetic: int
     real_repeats: int = 1  # the real images this many times over: half real, half synthetic at real_repeats = synthetic / real
 
+    @property
+    def images(self) -> int:
+        """Training images in one epoch of this arm."""
+        return self.real * self.real_repeats + self.synthetic
+
 
 def table_arms(num_real: int, num_fake: int) -> list[Arm]:
     """The CAS table's rows for R real and F generated training images: real only, synthetic only (as
@@ -213,6 +218,6 @@ def cas_table_images_seen(arms: list[Arm], base: int, epochs: int, seeds: int) -
     """Training images cas_table steps through: a progress bar's total."""
     total = 0
     for arm in arms:
-        n = arm.real * arm.real_repeats + arm.synthetic
+        n = arm.images
         total += images_seen(n, max(epochs, -(-epochs * base // max(1, n))))
     return total * seeds

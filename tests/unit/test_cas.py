@@ -101,6 +101,7 @@ def test_cas_table_rows_train_on_what_they_say():
                            Arm("real x2 + synthetic 2x", 300, 600, real_repeats=2)], base=1000)  # fmt: skip
     assert [r["epochs"] for r in rows] == [4, 2, 1]  # 300, 900 and 1,200 (the real ones twice) images
     assert [r["real_repeats"] for r in rows] == [1, 1, 2]
+    assert Arm("real x2 + synthetic 2x", 300, 600, real_repeats=2).images == 1200
 
 
 @pytest.mark.slow

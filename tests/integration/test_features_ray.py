@@ -1,7 +1,7 @@
 """The Inception pass sharded across Ray tasks gives the features of the pass in this process.
 
 Run in a child interpreter with its own embedded Ray: a second ray.init/shutdown cycle inside the
-pytest process (test_generate has one) is not something Ray promises to survive.
+pytest process (conftest.ray_in_process holds the one) is not something Ray promises to survive.
 """
 
 import subprocess

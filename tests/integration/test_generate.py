@@ -174,7 +174,6 @@ def _kill_session(sid: int) -> None:
 
 def test_five_readers_see_the_same_samples(reference):
     """tarfile + Pillow, webdataset, wids (via shardindex.json), Ray Data and synth.open_dataset agree."""
-    import ray
     import torch
     import webdataset as wds
     import wids
@@ -215,12 +214,15 @@ def test_five_readers_see_the_same_samples(reference):
     assert count == 10_000 and np.bincount(got).tolist() == np.bincount(manifest["class"]).tolist()
     assert not np.array_equal(got, manifest["class"].to_numpy()), "open_dataset did not shuffle"
 
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
-    try:
-        rows = ray.data.read_webdataset(shards).select_columns(["__key__", "cls"]).take_all()
-    finally:
-        ray.shutdown()
-    assert sorted((r["__key__"], int(r["cls"])) for r in rows) == expected
+    # Ray Data in a child interpreter with its own Ray: this module kills Rays of CLI runs, and a Ray
+    # kept in the test process across that once hung (tests/conftest.py: ray_in_process)
+    read = ("import json, sys, ray; ray.init(num_cpus=2, include_dashboard=False, logging_level='ERROR'); "
+            "rows = ray.data.read_webdataset(sys.argv[1:]).select_columns(['__key__', 'cls']).take_all(); "
+            "print(json.dumps([[r['__key__'], int(r['cls'])] for r in rows]))")
+    child = subprocess.run([sys.executable, "-c", read, *shards], capture_output=True, text=True, timeout=300, check=False)
+    assert child.returncode == 0, child.stderr[-3000:]
+    rows = json.loads(child.stdout.strip().splitlines()[-1])
+    assert sorted((key, cls) for key, cls in rows) == expected
 
 
 def test_quota_augment_webp_to_file_url_then_verify(trained, tmp_path):

@@ -116,11 +116,11 @@ def test_evaluate_again_takes_the_classifier_and_real_features_from_the_cache(ti
     assert reports[0]["classifier"]["held_out_accuracy"] == reports[1]["classifier"]["held_out_accuracy"]
 
 
-def test_features_from_generation_give_the_figures_evaluation_computes(tiny_run, tmp_path):
+def test_features_from_generation_give_the_figures_evaluation_computes(tiny_run, tmp_path, cli_on_one_ray):
     out = tmp_path / "run"
     shutil.copytree(tiny_run[0], out)
     shutil.rmtree(out / ".synth" / "features")
-    proc = run_cli("evaluate", str(QUICKSTART), "--out", str(out), *TINY, "--set", "evaluate.cas=false")
+    proc = cli_on_one_ray("evaluate", str(QUICKSTART), "--out", str(out), *TINY, "--set", "evaluate.cas=false")
     assert proc.returncode == 0, proc.stderr[-3000:]
     again = json.loads((out / "report.json").read_text())["figures"]
     first = json.loads((tiny_run[0] / "report.json").read_text())["figures"]
@@ -129,7 +129,7 @@ def test_features_from_generation_give_the_figures_evaluation_computes(tiny_run,
     assert again["kid_inception"]["kid"] == pytest.approx(first["kid_inception"]["kid"], rel=1e-4, abs=1e-7)
 
 
-def test_evaluate_other_images_folder_and_shards_agree(tiny_run, tmp_path):
+def test_evaluate_other_images_folder_and_shards_agree(tiny_run, tmp_path, cli_on_one_ray):
     """`synth evaluate --generated` on images synth did not lay out: the run's samples as a folder of
     class sub-folders, and its bare shards, judged against the same real data, give the same figures."""
     out, _ = tiny_run
@@ -146,7 +146,7 @@ def test_evaluate_other_images_folder_and_shards_agree(tiny_run, tmp_path):
               "--set", "evaluate.classifier_epochs=1", "--set", "evaluate.inception=false", "--set", "evaluate.cas=false"]
     figures = []
     for source, rep in ((folder, "from-folder"), (out / "shards", "from-shards")):
-        proc = run_cli("evaluate", "--generated", str(source), "--out", str(tmp_path / rep), *common)
+        proc = cli_on_one_ray("evaluate", "--generated", str(source), "--out", str(tmp_path / rep), *common)
         assert proc.returncode == 0, proc.stderr[-3000:]
         figures.append(json.loads((tmp_path / rep / "report.json").read_text())["figures"])
         assert figures[-1]["generated_source"] == str(source) and figures[-1]["num_generated"] == 230
@@ -182,23 +182,23 @@ def test_three_readers_agree(tiny_run):
     assert seen == expected
 
 
-def test_rerun_skips_done_shards(tiny_run):
+def test_rerun_skips_done_shards(tiny_run, cli_on_one_ray):
     out, _ = tiny_run
     before = shard_md5s(out)
-    proc = run_cli("generate", str(QUICKSTART), "--out", str(out), *TINY)
+    proc = cli_on_one_ray("generate", str(QUICKSTART), "--out", str(out), *TINY)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "0 new" in proc.stdout and "5 shards already done" in proc.stdout
     assert shard_md5s(out) == before
 
 
-def test_same_bytes_with_other_workers_and_batch(tiny_run):
+def test_same_bytes_with_other_workers_and_batch(tiny_run, cli_on_one_ray):
     out, _ = tiny_run
     before = shard_md5s(out)
     for p in (out / "shards").glob("*.tar"):
         p.unlink()
     for p in (out / ".synth" / "parts").glob("*"):
         p.unlink()
-    proc = run_cli("generate", str(QUICKSTART), "--out", str(out), *TINY,
+    proc = cli_on_one_ray("generate", str(QUICKSTART), "--out", str(out), *TINY,
                    "--set", "resources.generate_tasks=1", "--set", "resources.generate_cpus=2",
                    "--set", "generate.batch_size=7")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -222,9 +222,9 @@ def test_resources_beyond_the_embedded_ray_are_one_line(tiny_run):
     assert (out / ".synth" / "job.json").read_bytes() == claimed  # refused before --out was claimed
 
 
-def test_interpolate_writes_a_grid(tiny_run):
+def test_interpolate_writes_a_grid(tiny_run, cli_on_one_ray):
     out, _ = tiny_run
-    proc = run_cli("interpolate", str(QUICKSTART), "--out", str(out), *TINY, "--seeds", "1,2,3", "--steps", "4",
+    proc = cli_on_one_ray("interpolate", str(QUICKSTART), "--out", str(out), *TINY, "--seeds", "1,2,3", "--steps", "4",
                    "--classes", "3,8")  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     grid = Image.open(out / "interpolation.png")
@@ -234,7 +234,7 @@ def test_interpolate_writes_a_grid(tiny_run):
     assert bad.returncode == 2 and bad.stderr.strip() == "error: --seeds '1,x': expected integers separated by commas"
 
 
-def test_compiled_generation_is_another_plan_of_the_same_images(tiny_run, tmp_path):
+def test_compiled_generation_is_another_plan_of_the_same_images(tiny_run, tmp_path, cli_on_one_ray):
     """generate.compile: every shard is made anew (a compiled net may round otherwise, so it is not
     the eager plan), with the same keys and classes, each pixel within one grey level of the eager run's."""
     out, _ = tiny_run
@@ -245,7 +245,7 @@ def test_compiled_generation_is_another_plan_of_the_same_images(tiny_run, tmp_pa
         return members(*sorted((root / "shards").glob("*.tar")))
 
     eager = samples(copy)
-    proc = run_cli("generate", str(QUICKSTART), "--out", str(copy), *TINY, "--set", "generate.compile=true")
+    proc = cli_on_one_ray("generate", str(QUICKSTART), "--out", str(copy), *TINY, "--set", "generate.compile=true")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "230 new" in proc.stdout
     compiled = samples(copy)
@@ -258,7 +258,7 @@ def test_compiled_generation_is_another_plan_of_the_same_images(tiny_run, tmp_pa
             assert compiled[key] == eager[key]
 
 
-def test_filtered_generation_through_the_cli(tiny_run, tmp_path):
+def test_filtered_generation_through_the_cli(tiny_run, tmp_path, cli_on_one_ray):
     """generate.filter with a user's TorchScript classifier: exact class counts, every written image
     accepted, the filter recorded in the manifest and each .json, the same bytes with other tasks and
     batch, a dataset `synth verify` passes; a class the classifier never accepts is one line that names
@@ -268,7 +268,7 @@ def test_filtered_generation_through_the_cli(tiny_run, tmp_path):
     shutil.copytree(out, copy)
     judge = hash_classifier(tmp_path / "judge.pt", 28 * 28, [str(i) for i in range(10)])
     flt = ["--set", f"generate.filter.classifier={judge}", "--set", "generate.filter.max_candidates=200"]
-    proc = run_cli("generate", str(QUICKSTART), "--out", str(copy), *TINY, *flt)
+    proc = cli_on_one_ray("generate", str(QUICKSTART), "--out", str(copy), *TINY, *flt)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "230 new" in proc.stdout
     manifest = pq.read_table(copy / "manifest.parquet").to_pandas()
@@ -282,11 +282,11 @@ def test_filtered_generation_through_the_cli(tiny_run, tmp_path):
     model, _ = load_judge(judge.read_bytes())
     images = np.stack([np.asarray(Image.open(io.BytesIO(found[f"{k}.png"])))[..., None] for k in manifest.key])
     assert (judge_probs(model, images).argmax(1) == manifest["class"].to_numpy()).all()
-    assert run_cli("verify", str(copy)).returncode == 0
+    assert cli_on_one_ray("verify", str(copy)).returncode == 0
     before = shard_md5s(copy)
     for p in [*(copy / "shards").glob("*.tar"), *(copy / ".synth" / "parts").glob("*")]:
         p.unlink()
-    again = run_cli("generate", str(QUICKSTART), "--out", str(copy), *TINY, *flt,
+    again = cli_on_one_ray("generate", str(QUICKSTART), "--out", str(copy), *TINY, *flt,
                     "--set", "resources.generate_tasks=1", "--set", "generate.batch_size=7")  # fmt: skip
     assert again.returncode == 0, again.stderr[-3000:]
     assert shard_md5s(copy) == before
@@ -313,7 +313,7 @@ def test_filtered_generation_through_the_cli(tiny_run, tmp_path):
                                                             "(0, 1, 2, 3, 4, 5, 6, 7, 8, 9)")
 
 
-def test_dataset_card_beside_the_shards(tiny_run):
+def test_dataset_card_beside_the_shards(tiny_run, cli_on_one_ray):
     """synth generate writes DATASET_CARD.md and datacard.json; synth evaluate adds the report's figures."""
     import yaml
 
@@ -336,6 +336,6 @@ def test_dataset_card_beside_the_shards(tiny_run):
     for heading in ("## Dataset structure", "## Dataset creation", "## Evaluation", "## Limitations", "## Licensing"):
         assert heading in text
     assert card["model"]["checkpoint_digest"] in text and "Classification Accuracy Score" in text
-    again = run_cli("generate", str(QUICKSTART), "--out", str(out), *TINY)  # the same plan: the figures still hold
+    again = cli_on_one_ray("generate", str(QUICKSTART), "--out", str(out), *TINY)  # the same plan: the figures still hold
     assert again.returncode == 0, again.stderr[-2000:]
     assert json.loads((out / "datacard.json").read_text())["evaluation"] == card["evaluation"]

@@ -34,7 +34,7 @@ def work_unit(nodeid: str) -> str:
     return "integration: Ray in order" if path.startswith("tests/integration/") and Path(path).name in SAME_PROCESS else path
 
 
-@pytest.hookimpl(tryfirst=True)
+@pytest.hookimpl(tryfirst=True, optionalhook=True)  # optional: pytest-xdist's hook
 def pytest_xdist_make_scheduler(config, log):
     """--dist loadfile, with work_unit's grouping. (xdist_group marks cannot do it: pytest 9 ignores the
     node ids that xdist's loadgroup rewrites.)"""

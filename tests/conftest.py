@@ -71,6 +71,10 @@ def cli():
     return run_cli
 
 
+_RAY_IN_PROCESS = False  # set once ray_in_process has started Ray here
+_EXIT_STATUS = pytest.StashKey[int]()
+
+
 @pytest.fixture(scope="session")
 def ray_in_process():
     """One embedded Ray in the pytest process, started when a test first asks and shut down at the end
@@ -86,14 +90,8 @@ def ray_in_process():
         yield
 
 
-_RAY_IN_PROCESS = False
-
-
 def pytest_sessionfinish(session, exitstatus) -> None:
     session.config.stash[_EXIT_STATUS] = int(exitstatus)
-
-
-_EXIT_STATUS = pytest.StashKey[int]()
 
 
 @pytest.hookimpl(trylast=True)
@@ -103,7 +101,7 @@ def pytest_unconfigure(config) -> None:
     (CI saw exit 139 so). The tests' verdict is the exit status pytest decided."""
     if not _RAY_IN_PROCESS:
         return
-    shutil.rmtree(os.environ["SYNTH_CACHE_DIR"], ignore_errors=True)  # what the atexit hook would do
+    remove_session_cache()  # atexit hooks do not run after os._exit
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(config.stash.get(_EXIT_STATUS, 1))
@@ -132,7 +130,13 @@ def cli_on_one_ray(ray_in_process):
 # SYNTH_CACHE_DIR): no test result comes from outside the session. CLI subprocesses and Ray workers
 # the tests start inherit it.
 os.environ["SYNTH_CACHE_DIR"] = tempfile.mkdtemp(prefix="synth-test-cache-")
-atexit.register(shutil.rmtree, os.environ["SYNTH_CACHE_DIR"], ignore_errors=True)
+
+
+def remove_session_cache() -> None:
+    shutil.rmtree(os.environ["SYNTH_CACHE_DIR"], ignore_errors=True)
+
+
+atexit.register(remove_session_cache)
 
 
 def hash_classifier(path: Path, pixels: int, class_names: list[str], never: int = -1, names: bool = True) -> Path:

@@ -65,7 +65,12 @@ def main() -> None:
     ap.add_argument("job", type=Path)
     ap.add_argument("--out", type=Path, required=True, help="the run's --out folder")
     ap.add_argument("--epochs", type=int, default=10)
-    ap.add_argument("--limit", type=int, default=None, help="use N generated images, as many from the head of every shard (default: all)")
+    ap.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        help="use N generated images, as many from the head of every shard (default: all)",
+    )
     ap.add_argument("--networks", default="resnet,cnn", help=f"classifiers, comma-separated, of {', '.join(NETWORKS)}")
     ap.add_argument("--seeds", default=None, help="classifier seeds, comma-separated (default: the job's seed)")
     ap.add_argument("--network", choices=sorted(NETWORKS), default=None, help="one classifier (as --networks NAME)")
@@ -73,8 +78,18 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     ap.add_argument("--no-mixed", action="store_true", help="skip the classifier trained on real plus generated images")
     ap.add_argument("--table", action="store_true", help="also the CAS table (real + synthetic, low-data rows)")
-    ap.add_argument("--synthetic", type=int, default=None, help="generated images the synthetic classifier trains on (default: as many as real)")
-    ap.add_argument("--score-on", choices=("test", "val"), default="test", help="val: MNIST's held-out training digits (choose settings there)")
+    ap.add_argument(
+        "--synthetic",
+        type=int,
+        default=None,
+        help="generated images the synthetic classifier trains on (default: as many as real)",
+    )
+    ap.add_argument(
+        "--score-on",
+        choices=("test", "val"),
+        default="test",
+        help="val: MNIST's held-out training digits (choose settings there)",
+    )
     ap.add_argument("--low-data", action="store_true", help="real (the job's few images) alone and with generated ones")
     ap.add_argument("--arms", default=None, help="--low-data: only these arms (comma-separated names) beside real")
     args = ap.parse_args()
@@ -103,46 +118,94 @@ def main() -> None:
     if args.synthetic and n_fake < args.synthetic:
         raise SystemExit(f"--synthetic {args.synthetic}: the run has only {len(fake[1]):,} generated images")
     real_epochs = args.epochs * n_fake // n if n_fake > n else args.epochs
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {len(fake[1]):,} generated ({n_fake:,} used), "
-          f"{n:,} real training, {len(test):,} real {test.name} images; {args.epochs} epochs ({real_epochs} on real); "
-          f"networks {', '.join(networks)}; seeds {', '.join(map(str, seeds))}", flush=True)  # fmt: skip
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; {len(fake[1]):,} generated ({n_fake:,} used), "
+        f"{n:,} real training, {len(test):,} real {test.name} images; {args.epochs} epochs ({real_epochs} on real); "
+        f"networks {', '.join(networks)}; seeds {', '.join(map(str, seeds))}",
+        flush=True,
+    )
     t0 = time.perf_counter()
     results: dict[str, list] = {}
-    total = cas_images_seen(n_fake, n, args.epochs, mixed=not args.no_mixed, real_epochs=real_epochs) * len(networks) * len(seeds)
+    total = (
+        cas_images_seen(n_fake, n, args.epochs, mixed=not args.no_mixed, real_epochs=real_epochs)
+        * len(networks)
+        * len(seeds)
+    )
     with Progress("CAS classifiers", total, "img") as bar:
         for network in networks:
             for seed in seeds:
-                r = classification_accuracy_score((fake[0][:n_fake], fake[1][:n_fake]), real_xy,
-                                                  (test.images, test.labels), test.num_classes, args.epochs, seed,
-                                                  bar.update, network=network, mixed=not args.no_mixed,
-                                                  real_epochs=real_epochs)  # fmt: skip
+                r = classification_accuracy_score(
+                    (fake[0][:n_fake], fake[1][:n_fake]),
+                    real_xy,
+                    (test.images, test.labels),
+                    test.num_classes,
+                    args.epochs,
+                    seed,
+                    bar.update,
+                    network=network,
+                    mixed=not args.no_mixed,
+                    real_epochs=real_epochs,
+                )
                 results.setdefault(network, []).append(r)
-                mixed = f", real + generated {100 * r.real_plus_synthetic.accuracy:.2f}%" if r.real_plus_synthetic else ""
-                print(f"  {network:6s} seed {seed}: CAS {100 * r.synthetic.accuracy:.2f}%, real {100 * r.real.accuracy:.2f}%"
-                      f"{mixed}; gap {100 * r.gap:.2f}", flush=True)  # fmt: skip
-    print(f"\n{'classifier':10s} {'CAS':>15s} {'real':>15s} {'gap (points)':>15s} {'real + gen':>15s}   (mean ± std over "
-          f"{len(seeds)} seed(s), {n_fake:,} generated and {n:,} real images)")  # fmt: skip
+                mixed = (
+                    f", real + generated {100 * r.real_plus_synthetic.accuracy:.2f}%" if r.real_plus_synthetic else ""
+                )
+                print(
+                    f"  {network:6s} seed {seed}: CAS {100 * r.synthetic.accuracy:.2f}%, real {100 * r.real.accuracy:.2f}%"
+                    f"{mixed}; gap {100 * r.gap:.2f}",
+                    flush=True,
+                )
+    print(
+        f"\n{'classifier':10s} {'CAS':>15s} {'real':>15s} {'gap (points)':>15s} {'real + gen':>15s}   (mean ± std over "
+        f"{len(seeds)} seed(s), {n_fake:,} generated and {n:,} real images)"
+    )
     for network, rs in results.items():
         mixed = spread([r.real_plus_synthetic.accuracy for r in rs]) if rs[0].real_plus_synthetic else "-"
-        print(f"{network:10s} {spread([r.synthetic.accuracy for r in rs]):>15s} {spread([r.real.accuracy for r in rs]):>15s} "
-              f"{spread([r.gap for r in rs]):>15s} {mixed:>15s}")  # fmt: skip
+        print(
+            f"{network:10s} {spread([r.synthetic.accuracy for r in rs]):>15s} {spread([r.real.accuracy for r in rs]):>15s} "
+            f"{spread([r.gap for r in rs]):>15s} {mixed:>15s}"
+        )
     rows = []
     if args.table:
         arms = table_arms(n, len(fake[1]))
-        with Progress("CAS table", cas_table_images_seen(arms, n, args.epochs, len(seeds)) * len(networks), "img") as bar:
+        with Progress(
+            "CAS table", cas_table_images_seen(arms, n, args.epochs, len(seeds)) * len(networks), "img"
+        ) as bar:
             for network in networks:
-                rows += cas_table(fake, real_xy, (test.images, test.labels), test.num_classes, args.epochs, seeds,
-                                  network, bar.update, arms, subset_seed=job.seed + 4)  # fmt: skip
+                rows += cas_table(
+                    fake,
+                    real_xy,
+                    (test.images, test.labels),
+                    test.num_classes,
+                    args.epochs,
+                    seeds,
+                    network,
+                    bar.update,
+                    arms,
+                    subset_seed=job.seed + 4,
+                )
         print(f"\n{'trained on':24s} {'real':>7s} {'generated':>9s} " + " ".join(f"{k:>15s}" for k in networks))
         for arm in arms:
             cells = [next(r for r in rows if r["arm"] == arm.name and r["network"] == k) for k in networks]
-            print(f"{arm.name:24s} {arm.real:7,d} {arm.synthetic:9,d} " + " ".join(f"{spread(c['accuracy']):>15s}" for c in cells))
+            print(
+                f"{arm.name:24s} {arm.real:7,d} {arm.synthetic:9,d} "
+                + " ".join(f"{spread(c['accuracy']):>15s}" for c in cells)
+            )
     seconds = time.perf_counter() - t0
     print(f"\n{seconds:.0f} s")
     if args.json:
-        figures = {"run": str(args.out), "seeds": seeds, "epochs": args.epochs, "seconds": seconds, "images": n,
-                   "synthetic_images": n_fake, "real_epochs": real_epochs, "scored_on": test.name,
-                   "results": {k: [r.to_dict() for r in rs] for k, rs in results.items()}, "table": rows}  # fmt: skip
+        figures = {
+            "run": str(args.out),
+            "seeds": seeds,
+            "epochs": args.epochs,
+            "seconds": seconds,
+            "images": n,
+            "synthetic_images": n_fake,
+            "real_epochs": real_epochs,
+            "scored_on": test.name,
+            "results": {k: [r.to_dict() for r in rs] for k, rs in results.items()},
+            "table": rows,
+        }
         args.json.write_text(json.dumps(figures, indent=2))
 
 
@@ -159,23 +222,44 @@ def low_data(args, job, real, fake, test, networks, seeds) -> None:
     if args.arms:
         arms = [a for a in arms if a.name in args.arms.split(",") or a.name == "real"]
     base = max(a.images for a in arms)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {r:,} real training images (data.limit), "
-          f"{len(fake[1]):,} generated, {len(test):,} real {test.name} images; every arm as many steps as {args.epochs} "
-          f"epochs of {base:,} images; networks {', '.join(networks)}; seeds {', '.join(map(str, seeds))}", flush=True)  # fmt: skip
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; {r:,} real training images (data.limit), "
+        f"{len(fake[1]):,} generated, {len(test):,} real {test.name} images; every arm as many steps as {args.epochs} "
+        f"epochs of {base:,} images; networks {', '.join(networks)}; seeds {', '.join(map(str, seeds))}",
+        flush=True,
+    )
     t0 = time.perf_counter()
     short = [Arm(f"real, {args.epochs} epochs", r, 0)]
-    total = (cas_table_images_seen(arms, base, args.epochs, len(seeds)) + cas_table_images_seen(short, r, args.epochs, len(seeds))) * len(networks)
+    total = (
+        cas_table_images_seen(arms, base, args.epochs, len(seeds))
+        + cas_table_images_seen(short, r, args.epochs, len(seeds))
+    ) * len(networks)
     rows = []
     with Progress("CAS low data", total, "img") as bar:
         for network in networks:
             for arm_list, arm_base in ((short, r), (arms, base)):
-                rows += cas_table(fake, real, (test.images, test.labels), test.num_classes, args.epochs, seeds,
-                                  network, bar.update, arm_list, subset_seed=job.seed + 4, base=arm_base)  # fmt: skip
-    print(f"\n{'trained on':26s} {'real':>6s} {'generated':>9s} {'epochs':>7s} " + " ".join(f"{k:>15s}" for k in networks))
+                rows += cas_table(
+                    fake,
+                    real,
+                    (test.images, test.labels),
+                    test.num_classes,
+                    args.epochs,
+                    seeds,
+                    network,
+                    bar.update,
+                    arm_list,
+                    subset_seed=job.seed + 4,
+                    base=arm_base,
+                )
+    print(
+        f"\n{'trained on':26s} {'real':>6s} {'generated':>9s} {'epochs':>7s} " + " ".join(f"{k:>15s}" for k in networks)
+    )
     for arm in short + arms:
         cells = [next(x for x in rows if x["arm"] == arm.name and x["network"] == k) for k in networks]
-        print(f"{arm.name:26s} {arm.real:6,d} {arm.synthetic:9,d} {cells[0]['epochs']:7d} "
-              + " ".join(f"{spread(c['accuracy']):>15s}" for c in cells))  # fmt: skip
+        print(
+            f"{arm.name:26s} {arm.real:6,d} {arm.synthetic:9,d} {cells[0]['epochs']:7d} "
+            + " ".join(f"{spread(c['accuracy']):>15s}" for c in cells)
+        )
     print("\ngain of real + generated over the better real-only classifier (points, mean over seeds):")
     for network in networks:
         mine = {x["arm"]: x["mean"] for x in rows if x["network"] == network}
@@ -185,8 +269,20 @@ def low_data(args, job, real, fake, test, networks, seeds) -> None:
     seconds = time.perf_counter() - t0
     print(f"\n{seconds:.0f} s")
     if args.json:
-        args.json.write_text(json.dumps({"run": str(args.out), "seeds": seeds, "epochs": args.epochs, "seconds": seconds,
-                                         "real_images": r, "base": base, "table": rows}, indent=2))  # fmt: skip
+        args.json.write_text(
+            json.dumps(
+                {
+                    "run": str(args.out),
+                    "seeds": seeds,
+                    "epochs": args.epochs,
+                    "seconds": seconds,
+                    "real_images": r,
+                    "base": base,
+                    "table": rows,
+                },
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":

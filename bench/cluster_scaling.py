@@ -39,12 +39,29 @@ def generate(run: Path, out: Path, address: str, env: dict, count: int, tasks: i
     shutil.copytree(run / "checkpoints", out / "checkpoints", ignore=shutil.ignore_patterns("train-*"))
     (out / ".synth").mkdir()
     shutil.copy(run / ".synth" / "job.json", out / ".synth" / "job.json")  # the run's job owns the copy
-    cmd = [sys.executable, "-m", "synth.cli", "generate", str(ROOT / "jobs" / "quickstart.yaml"), "--out", str(out),
-           "--address", address, "--set", f"generate.count={count}", "--set", "generate.shard_size=1000",
-           "--set", f"resources.generate_tasks={tasks}", "--set", "evaluate.features_at_generation=false",
-           "--set", "generate.prefetch=0"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "synth.cli",
+        "generate",
+        str(ROOT / "jobs" / "quickstart.yaml"),
+        "--out",
+        str(out),
+        "--address",
+        address,
+        "--set",
+        f"generate.count={count}",
+        "--set",
+        "generate.shard_size=1000",
+        "--set",
+        f"resources.generate_tasks={tasks}",
+        "--set",
+        "evaluate.features_at_generation=false",
+        "--set",
+        "generate.prefetch=0",
+    ]
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     wall = time.perf_counter() - t0
     if proc.returncode:
         raise SystemExit(f"synth generate failed:\n{proc.stderr[-3000:]}")

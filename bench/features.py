@@ -51,8 +51,10 @@ def main() -> None:
 
     images = load_dataset(DataSpec(source="mnist_subset"), 0).images[: args.n]
     net = extractor()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads here; {len(images):,} images "
-          f"{images.shape[1]}x{images.shape[2]}, chunk {args.chunk or CHUNK}")  # fmt: skip
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads here; {len(images):,} images "
+        f"{images.shape[1]}x{images.shape[2]}, chunk {args.chunk or CHUNK}"
+    )
     rows: dict[str, float] = {}
     t0 = time.perf_counter()
     local = net(images)
@@ -93,17 +95,25 @@ def generation(args) -> dict[str, float]:
         (out / "checkpoints").mkdir(parents=True)
         for name in ("generator.safetensors", "generator.json"):
             shutil.copy(src / name, out / "checkpoints" / name)
-        sets = [f"seed={saved['seed']}", f"output.name={saved['output']['name']}",
-                f"model.latent_dim={saved['model']['latent_dim']}", f"model.width={saved['model']['width']}",
-                f"generate.count={args.count}", f"generate.shard_size={args.shard_size}",
-                f"evaluate.num_samples={args.n}", f"evaluate.features_at_generation={str(features).lower()}"]  # fmt: skip
+        sets = [
+            f"seed={saved['seed']}",
+            f"output.name={saved['output']['name']}",
+            f"model.latent_dim={saved['model']['latent_dim']}",
+            f"model.width={saved['model']['width']}",
+            f"generate.count={args.count}",
+            f"generate.shard_size={args.shard_size}",
+            f"evaluate.num_samples={args.n}",
+            f"evaluate.features_at_generation={str(features).lower()}",
+        ]
         job = load_job(ROOT / "jobs" / "quickstart.yaml", sets)
         pipeline.claim_out_dir(out, job)
         t0 = time.perf_counter()
         pipeline.run_generate(job, out)
         seconds[features] = time.perf_counter() - t0
-        print(f"synth generate, {args.count:,} images, features of {args.n:,} at generation {features}: "
-              f"{seconds[features]:.1f} s")  # fmt: skip
+        print(
+            f"synth generate, {args.count:,} images, features of {args.n:,} at generation {features}: "
+            f"{seconds[features]:.1f} s"
+        )
     store = pipeline.dataset_store(job, out)
     t0 = time.perf_counter()
     gen = read_generated(store, args.n)

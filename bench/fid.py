@@ -79,8 +79,10 @@ def main() -> None:
         def forward(self, x):
             return self.layers((x - 128) / 128).reshape(len(x), 2048)
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.n} vs {args.n} images, "
-          f"second set: {args.run or 'other real digits'}")  # fmt: skip
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.n} vs {args.n} images, "
+        f"second set: {args.run or 'other real digits'}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         a, b = write_folders(Path(tmp), args.n, args.run)
         extractor = InceptionFeatures()
@@ -97,30 +99,65 @@ def main() -> None:
 
         model = Extractor().eval()
         t0 = time.perf_counter()
-        theirs = cleanfid.compute_fid(str(a), str(b), mode="clean", num_workers=args.cleanfid_workers, batch_size=32,
-                                      device=torch.device("cpu"), custom_feat_extractor=model, verbose=False)  # fmt: skip
+        theirs = cleanfid.compute_fid(
+            str(a),
+            str(b),
+            mode="clean",
+            num_workers=args.cleanfid_workers,
+            batch_size=32,
+            device=torch.device("cpu"),
+            custom_feat_extractor=model,
+            verbose=False,
+        )
         t_theirs = time.perf_counter() - t0
         t0 = time.perf_counter()
-        kw = dict(num_workers=args.cleanfid_workers, batch_size=32, device=torch.device("cpu"), mode="clean",
-                  verbose=False)  # fmt: skip
+        kw = {
+            "num_workers": args.cleanfid_workers,
+            "batch_size": 32,
+            "device": torch.device("cpu"),
+            "mode": "clean",
+            "verbose": False,
+        }
         their_kid = cleanfid.kernel_distance(*(cleanfid.get_folder_features(str(d), model, **kw) for d in (a, b)))
         t_their_kid = time.perf_counter() - t0
     rel = abs(ours - theirs) / abs(theirs)
     print(f"FID      synth {ours:.6f}   clean-fid {theirs:.6f}   relative difference {rel:.2e}")
-    print(f"seconds  synth {t_ours:.1f} ({2 * args.n / t_ours:.1f} images/s)   clean-fid {t_theirs:.1f} "
-          f"({2 * args.n / t_theirs:.1f} images/s)   clean-fid / synth = {t_theirs / t_ours:.2f}")  # fmt: skip
+    print(
+        f"seconds  synth {t_ours:.1f} ({2 * args.n / t_ours:.1f} images/s)   clean-fid {t_theirs:.1f} "
+        f"({2 * args.n / t_theirs:.1f} images/s)   clean-fid / synth = {t_theirs / t_ours:.2f}"
+    )
     ours_all, theirs_all = t_ours + t_rest, t_theirs + t_their_kid
-    print(f"KID      synth {kid['kid']:.6f} (std {kid['kid_std']:.6f})   clean-fid {their_kid:.6f}   (random subsets: "
-          f"each draws its own)")  # fmt: skip
-    print(f"precision {prdc['precision']:.3f} recall {prdc['recall']:.3f} density {prdc['density']:.3f} coverage "
-          f"{prdc['coverage']:.3f} (synth only)")  # fmt: skip
-    print(f"all figures: synth FID+KID+PR+DC {ours_all:.1f} s (KID+PRDC {t_rest:.2f} s on the features)   clean-fid "
-          f"FID+KID {theirs_all:.1f} s   clean-fid / synth = {theirs_all / ours_all:.2f}")  # fmt: skip
+    print(
+        f"KID      synth {kid['kid']:.6f} (std {kid['kid_std']:.6f})   clean-fid {their_kid:.6f}   (random subsets: "
+        f"each draws its own)"
+    )
+    print(
+        f"precision {prdc['precision']:.3f} recall {prdc['recall']:.3f} density {prdc['density']:.3f} coverage "
+        f"{prdc['coverage']:.3f} (synth only)"
+    )
+    print(
+        f"all figures: synth FID+KID+PR+DC {ours_all:.1f} s (KID+PRDC {t_rest:.2f} s on the features)   clean-fid "
+        f"FID+KID {theirs_all:.1f} s   clean-fid / synth = {theirs_all / ours_all:.2f}"
+    )
     if args.json:
-        args.json.write_text(json.dumps({"n": args.n, "fid_synth": ours, "fid_cleanfid": theirs, "relative_difference": rel,
-                                         "seconds_synth": t_ours, "seconds_cleanfid": t_theirs, "kid_synth": kid["kid"],
-                                         "kid_cleanfid": their_kid, "prdc": prdc, "seconds_synth_all": ours_all,
-                                         "seconds_cleanfid_fid_kid": theirs_all}, indent=2))  # fmt: skip
+        args.json.write_text(
+            json.dumps(
+                {
+                    "n": args.n,
+                    "fid_synth": ours,
+                    "fid_cleanfid": theirs,
+                    "relative_difference": rel,
+                    "seconds_synth": t_ours,
+                    "seconds_cleanfid": t_theirs,
+                    "kid_synth": kid["kid"],
+                    "kid_cleanfid": their_kid,
+                    "prdc": prdc,
+                    "seconds_synth_all": ours_all,
+                    "seconds_cleanfid_fid_kid": theirs_all,
+                },
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":

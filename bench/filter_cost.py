@@ -43,7 +43,7 @@ def generate(job: Path, out: Path, sets: list[str]) -> dict:
     cmd = [sys.executable, "-m", "synth.cli", "generate", str(job), "--out", str(out)]
     for s in sets:
         cmd += ["--set", s]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=False)
     if proc.returncode:
         raise SystemExit(f"synth generate failed:\n{proc.stderr[-3000:]}")
     return json.loads((out / ".synth" / "generate_summary.json").read_text())
@@ -85,11 +85,17 @@ def main() -> None:
     ap.add_argument("--candidates", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=2)
     args = ap.parse_args()
-    sets = [f"generate.count={args.count}", f"generate.shard_size={args.shard_size}",
-            "evaluate.features_at_generation=false"]  # fmt: skip
+    sets = [
+        f"generate.count={args.count}",
+        f"generate.shard_size={args.shard_size}",
+        "evaluate.features_at_generation=false",
+    ]
     filtered = [f"generate.filter.candidates={args.candidates}"]
-    print(f"{args.job.name} from {args.run}: {args.count:,} images in shards of {args.shard_size:,}; filter: the domain "
-          f"classifier, {args.candidates} candidates per kept image", flush=True)  # fmt: skip
+    print(
+        f"{args.job.name} from {args.run}: {args.count:,} images in shards of {args.shard_size:,}; filter: the domain "
+        f"classifier, {args.candidates} candidates per kept image",
+        flush=True,
+    )
     with tempfile.TemporaryDirectory(prefix="synth-bench-filter-") as tmp:
         warm = copy_run(args.run, Path(tmp) / "warm")  # trains (or loads) the domain classifier once
         generate(args.job, warm, sets[:1] + ["generate.count=200", "generate.shard_size=200", *sets[2:], *filtered])
@@ -104,16 +110,23 @@ def main() -> None:
                 if extra:
                     per_kept.append(drawn_per_kept(out))
                     note = f", {per_kept[-1]:.3f} candidates drawn per kept image"
-                print(f"  {kind:10s} run {r + 1}: {summary['images_per_s']:8,.0f} images/s "
-                      f"({summary['generated']:,} in {summary['seconds']:.1f} s{note})", flush=True)  # fmt: skip
+                print(
+                    f"  {kind:10s} run {r + 1}: {summary['images_per_s']:8,.0f} images/s "
+                    f"({summary['generated']:,} in {summary['seconds']:.1f} s{note})",
+                    flush=True,
+                )
                 shutil.rmtree(out)
     plain, kept = statistics.median(rates["unfiltered"]), statistics.median(rates["filtered"])
-    print(f"\nsynth generate (embedded Ray), medians: unfiltered {plain:,.0f} images/s, filtered {kept:,.0f} images/s; "
-          f"filtered / unfiltered = {kept / plain:.2f} (target >= 0.45); {statistics.mean(per_kept):.3f} candidates "
-          "per kept image")  # fmt: skip
+    print(
+        f"\nsynth generate (embedded Ray), medians: unfiltered {plain:,.0f} images/s, filtered {kept:,.0f} images/s; "
+        f"filtered / unfiltered = {kept / plain:.2f} (target >= 0.45); {statistics.mean(per_kept):.3f} candidates "
+        "per kept image"
+    )
     one, two = in_process(args.job, args.run, sets, filtered, shards=min(4, -(-args.count // args.shard_size)))
-    print(f"shard worker in this process (1 process, no Ray): unfiltered {one:,.0f} images/s, filtered {two:,.0f} "
-          f"images/s; ratio {two / one:.2f}")  # fmt: skip
+    print(
+        f"shard worker in this process (1 process, no Ray): unfiltered {one:,.0f} images/s, filtered {two:,.0f} "
+        f"images/s; ratio {two / one:.2f}"
+    )
 
 
 if __name__ == "__main__":

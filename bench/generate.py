@@ -61,10 +61,15 @@ def setup_out(args, tmp: Path):
     if not (src / "generator.safetensors").is_file():
         raise SystemExit(f"{src}: no generator.safetensors; run the quickstart first (or pass --run)")
     saved = json.loads((args.run / ".synth" / "job.json").read_text())["job"]
-    sets = [f"seed={saved['seed']}", f"output.name={saved['output']['name']}",
-            f"generate.count={args.count}", f"generate.shard_size={args.shard_size}",
-            f"generate.batch_size={args.batch_size}", f"resources.generate_tasks={args.workers}",
-            "evaluate.features_at_generation=false"]  # fmt: skip (generation alone; bench/features.py times that)
+    sets = [
+        f"seed={saved['seed']}",
+        f"output.name={saved['output']['name']}",
+        f"generate.count={args.count}",
+        f"generate.shard_size={args.shard_size}",
+        f"generate.batch_size={args.batch_size}",
+        f"resources.generate_tasks={args.workers}",
+        "evaluate.features_at_generation=false",
+    ]  # generation alone; bench/features.py times that
     if args.prefetch is not None:
         sets.append(f"generate.prefetch={args.prefetch}")
     if args.compile:
@@ -98,12 +103,14 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="synth-bench-gen-"))
     job, out = setup_out(args, tmp)
-    plan, works, shared, names, _, _ = pipeline.generation_plan(job, out)
+    plan, works, shared, _names, _, _ = pipeline.generation_plan(job, out)
     weights = shared[0]
     works = list(works)
-    print(f"job {args.job.name}: {plan.count:,} images, {plan.num_shards} shards of {plan.shard_size}, "
-          f"batch {args.batch_size}, format {job.generate.format}, augment ops {len(job.augment.ops)}, "
-          f"copies {plan.copies}, prefetch {job.generate.prefetch}; generator {works[0].generator.model_config}")  # fmt: skip
+    print(
+        f"job {args.job.name}: {plan.count:,} images, {plan.num_shards} shards of {plan.shard_size}, "
+        f"batch {args.batch_size}, format {job.generate.format}, augment ops {len(job.augment.ops)}, "
+        f"copies {plan.copies}, prefetch {job.generate.prefetch}; generator {works[0].generator.model_config}"
+    )
     rows: dict[str, float] = {}
 
     with engine.ray_session(None):
@@ -129,7 +136,9 @@ def main() -> None:
         @ray.remote(num_cpus=1)
         def encode_only(work, batches, store) -> int:
             samples = work.plan.samples(work.shard.start, work.shard.stop)
-            return write_shard(store, f"shards/{work.shard.name}", encoded_samples(work, iter(batches), samples)).num_samples
+            return write_shard(
+                store, f"shards/{work.shard.name}", encoded_samples(work, iter(batches), samples)
+            ).num_samples
 
         print(f"torch threads in a 1-CPU Ray task: {ray.get(threads.remote())}")
         timed_tasks(ray, sample_only, [(w, weights_ref) for w in works[: 2 * args.workers]])  # warm the workers
@@ -163,8 +172,9 @@ def main() -> None:
         torch.set_num_threads(args.workers)
         sampling = pipeline.sampling_of(job)
         rows["naive: per image forward + PNG file"] = naive(G, plan, args.naive_count, 1, tmp / "naive", sampling)
-        rows["naive-batch: batched forward + PNG file"] = naive(G, plan, args.naive_count, args.batch_size, tmp / "nb",
-                                                                sampling)  # fmt: skip
+        rows["naive-batch: batched forward + PNG file"] = naive(
+            G, plan, args.naive_count, args.batch_size, tmp / "nb", sampling
+        )
     report(rows, args.workers)
     shutil.rmtree(tmp, ignore_errors=True)
 
@@ -210,14 +220,20 @@ def ray_data_run(ray, job, out, plan, tmp: Path, args) -> float:
         G = load_generator(ref, Path(weights_path).read_bytes(), compile=job.generate.compile)
         s = plan.samples(int(ids[0]), int(ids[-1]) + 1)
         images = sample_images(G, s.seed, s.label, len(ids), sampling)
-        metas = [json.dumps({"index": int(i), "seed": int(sd), "class": int(c)}) for i, sd, c in zip(ids, s.seed, s.label)]
+        metas = [
+            json.dumps({"index": int(i), "seed": int(sd), "class": int(c)}) for i, sd, c in zip(ids, s.seed, s.label)
+        ]
         return {"__key__": [sample_key(int(i)) for i in ids], "png": images[..., 0], "cls": s.label, "json": metas}
 
     def encode(sample: dict) -> dict:
         buf = io.BytesIO()
         Image.fromarray(np.asarray(sample["png"], dtype=np.uint8)).save(buf, format="PNG", compress_level=6)
-        return {"__key__": sample["__key__"], "png": buf.getvalue(), "cls": str(int(sample["cls"])).encode(),
-                "json": sample["json"].encode()}  # fmt: skip
+        return {
+            "__key__": sample["__key__"],
+            "png": buf.getvalue(),
+            "cls": str(int(sample["cls"])).encode(),
+            "json": sample["json"].encode(),
+        }
 
     dest = tmp / "ray-data"
     t0 = time.perf_counter()
@@ -240,10 +256,14 @@ def report(rows: dict[str, float], workers: int) -> None:
     one = rows.get("synth generate, 1 worker(s)")
     if one and workers > 1:
         print(f"\nscaling: {workers} workers / 1 worker = {synth / one:.2f}x")
-    print(f"synth generate / limit = {synth / limit:.2f} (limit: {'sampling' if limit == rows['raw sampling'] else 'encode+write'})")
+    print(
+        f"synth generate / limit = {synth / limit:.2f} (limit: {'sampling' if limit == rows['raw sampling'] else 'encode+write'})"
+    )
     serial = 1.0 / (1.0 / rows["raw sampling"] + 1.0 / rows["raw encode+write"])
-    print(f"synth generate / CPU bound = {synth / serial:.2f} (CPU bound {serial:,.0f} images/s: sampling and "
-          "encoding share the same cores, so their costs add: 1 / (1/sampling + 1/encode))")
+    print(
+        f"synth generate / CPU bound = {synth / serial:.2f} (CPU bound {serial:,.0f} images/s: sampling and "
+        "encoding share the same cores, so their costs add: 1 / (1/sampling + 1/encode))"
+    )
 
 
 if __name__ == "__main__":

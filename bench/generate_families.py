@@ -30,10 +30,13 @@ JOBS = {"gan": "quickstart.yaml", "vae": "mnist-cvae.yaml", "diffusion": "mnist-
 # bytes that do not depend on the batching) and pads a shard's last forward, which for a
 # diffusion model costs as much as real rows (shards of 40 ran at 40/64 of the speed).
 SIZES = {
-    ("gan", 28): (20_000, 2_048, 2_000), ("gan", 64): (5_120, 512, 512),
-    ("vae", 28): (20_000, 2_048, 2_000), ("vae", 64): (5_120, 512, 512),
-    ("diffusion", 28): (384, 64, 64), ("diffusion", 64): (128, 64, 16),
-}  # fmt: skip
+    ("gan", 28): (20_000, 2_048, 2_000),
+    ("gan", 64): (5_120, 512, 512),
+    ("vae", 28): (20_000, 2_048, 2_000),
+    ("vae", 64): (5_120, 512, 512),
+    ("diffusion", 28): (384, 64, 64),
+    ("diffusion", 64): (128, 64, 16),
+}
 ROW = re.compile(r"^(.+?)\s{2,}([\d,.]+)\s+([\d.]+)\s+([\d.]+)$")
 
 
@@ -42,8 +45,16 @@ def train_case(family: str, res: int, steps: int, out: Path) -> None:
     from synth.spec import load_job
     from synth.train.loop import train
 
-    job = load_job(ROOT / "jobs" / JOBS[family], [f"data.resolution={res}", f"train.steps={steps}", "train.ema_start=0",
-                                                  f"train.checkpoint_every={steps}", "data.limit=2000"])  # fmt: skip
+    job = load_job(
+        ROOT / "jobs" / JOBS[family],
+        [
+            f"data.resolution={res}",
+            f"train.steps={steps}",
+            "train.ema_start=0",
+            f"train.checkpoint_every={steps}",
+            "data.limit=2000",
+        ],
+    )
     t0 = time.perf_counter()
     train(job, out, log_lines=False, use_gpu=False)
     claim_out_dir(out, job)
@@ -52,11 +63,24 @@ def train_case(family: str, res: int, steps: int, out: Path) -> None:
 
 def measure(family: str, res: int, run: Path, compile: bool = False) -> dict[str, float]:
     count, shard, naive = SIZES[(family, res)]
-    cmd = [sys.executable, str(ROOT / "bench" / "generate.py"), "--run", str(run), "--job", str(ROOT / "jobs" / JOBS[family]),
-           "--count", str(count), "--shard-size", str(shard), "--batch-size", str(min(256, shard)),
-           "--naive-count", str(naive)] + (["--compile"] if compile else [])  # fmt: skip
+    cmd = [
+        sys.executable,
+        str(ROOT / "bench" / "generate.py"),
+        "--run",
+        str(run),
+        "--job",
+        str(ROOT / "jobs" / JOBS[family]),
+        "--count",
+        str(count),
+        "--shard-size",
+        str(shard),
+        "--batch-size",
+        str(min(256, shard)),
+        "--naive-count",
+        str(naive),
+    ] + (["--compile"] if compile else [])
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode:
         raise SystemExit(f"{family} {res}: bench/generate.py failed:\n{proc.stderr[-3000:]}")
     rows = {}
@@ -73,7 +97,9 @@ def main() -> None:
     ap.add_argument("--families", default="gan,vae,diffusion")
     ap.add_argument("--resolutions", default="28,64")
     ap.add_argument("--steps", type=int, default=100)
-    ap.add_argument("--compile", action="store_true", help="generate.compile in every path (bench/generate.py --compile)")
+    ap.add_argument(
+        "--compile", action="store_true", help="generate.compile in every path (bench/generate.py --compile)"
+    )
     args = ap.parse_args()
     results = []
     with tempfile.TemporaryDirectory(prefix="synth-bench-families-") as tmp:
@@ -82,16 +108,20 @@ def main() -> None:
                 run = Path(tmp) / f"{family}-{res}"
                 train_case(family, res, args.steps, run)
                 results.append((family, res, measure(family, res, run, args.compile)))
-    print(f"\n{'family':10s} {'size':>5s} {'limit':>8s} {'synth':>8s} {'/limit':>7s} {'/CPU bound':>10s} {'1->2':>6s} "
-          f"{'x naive':>8s} {'x naive-b':>9s} {'x ray-data':>10s}")  # fmt: skip
+    print(
+        f"\n{'family':10s} {'size':>5s} {'limit':>8s} {'synth':>8s} {'/limit':>7s} {'/CPU bound':>10s} {'1->2':>6s} "
+        f"{'x naive':>8s} {'x naive-b':>9s} {'x ray-data':>10s}"
+    )
     for family, res, r in results:
         sampling, encode = r["raw sampling"], r["raw encode+write"]
         limit, bound = min(sampling, encode), 1 / (1 / sampling + 1 / encode)
         synth, one = r["synth generate, 2 worker(s)"], r["synth generate, 1 worker(s)"]
-        print(f"{family:10s} {res:5d} {limit:8,.0f} {synth:8,.0f} {synth / limit:7.2f} {synth / bound:10.2f} "
-              f"{synth / one:6.2f} {synth / r['naive: per image forward + PNG file']:8.2f} "
-              f"{synth / r['naive-batch: batched forward + PNG file']:9.2f} "
-              f"{synth / r['ray-data map_batches + write_webdataset']:10.2f}")  # fmt: skip
+        print(
+            f"{family:10s} {res:5d} {limit:8,.0f} {synth:8,.0f} {synth / limit:7.2f} {synth / bound:10.2f} "
+            f"{synth / one:6.2f} {synth / r['naive: per image forward + PNG file']:8.2f} "
+            f"{synth / r['naive-batch: batched forward + PNG file']:9.2f} "
+            f"{synth / r['ray-data map_batches + write_webdataset']:10.2f}"
+        )
 
 
 if __name__ == "__main__":

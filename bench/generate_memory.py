@@ -49,18 +49,27 @@ def run_one(args, count: int, tmp: Path) -> dict:
     (out / "checkpoints").mkdir(parents=True)
     for name in ("generator.safetensors", "generator.json"):
         shutil.copy(args.run / "checkpoints" / name, out / "checkpoints" / name)
-    shutil.copytree(args.run / ".synth", out / ".synth", ignore=shutil.ignore_patterns("parts", "ray_train", "features"))
+    shutil.copytree(
+        args.run / ".synth", out / ".synth", ignore=shutil.ignore_patterns("parts", "ray_train", "features")
+    )
     job = json.loads((args.run / ".synth" / "job.json").read_text())["job"]
-    sets = [f"seed={job['seed']}", f"output.name={job['output']['name']}", f"model.width={job['model']['width']}",
-            f"model.latent_dim={job['model']['latent_dim']}", f"generate.count={count}",
-            f"generate.shard_size={args.shard_size}", f"generate.format={args.format}",
-            "evaluate.features_at_generation=false"]  # fmt: skip (generation alone)
+    sets = [
+        f"seed={job['seed']}",
+        f"output.name={job['output']['name']}",
+        f"model.width={job['model']['width']}",
+        f"model.latent_dim={job['model']['latent_dim']}",
+        f"generate.count={count}",
+        f"generate.shard_size={args.shard_size}",
+        f"generate.format={args.format}",
+        "evaluate.features_at_generation=false",
+    ]  # generation alone
     cmd = [sys.executable, "-m", "synth.cli", "generate", str(args.job), "--out", str(out)]
     for s in sets:
         cmd += ["--set", s]
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     peak = {"pss": 0.0}
     stop = threading.Event()
 
@@ -70,7 +79,7 @@ def run_one(args, count: int, tmp: Path) -> dict:
 
     watcher = threading.Thread(target=sample, daemon=True)
     watcher.start()
-    stdout, stderr = proc.communicate()
+    _stdout, stderr = proc.communicate()
     stop.set()
     watcher.join()
     seconds = time.perf_counter() - t0
@@ -80,8 +89,14 @@ def run_one(args, count: int, tmp: Path) -> dict:
 
     summary = json.loads((out / SUMMARIES["generate"]).read_text())
     shutil.rmtree(out, ignore_errors=True)
-    return {"count": count, "seconds": seconds, "driver": summary["driver_peak_rss_mb"],
-            "worker": summary["worker_peak_rss_mb"], "tree_pss": peak["pss"], "images_per_s": summary["images_per_s"]}
+    return {
+        "count": count,
+        "seconds": seconds,
+        "driver": summary["driver_peak_rss_mb"],
+        "worker": summary["worker_peak_rss_mb"],
+        "tree_pss": peak["pss"],
+        "images_per_s": summary["images_per_s"],
+    }
 
 
 def main() -> None:
@@ -102,12 +117,16 @@ def main() -> None:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     base = rows[0]
-    print(f"\n{'images':>10s} {'wall s':>7s} {'img/s':>7s} {'driver MB':>10s} {'worker MB':>10s} {'tree PSS MB':>12s}"
-          f"  ratios to {base['count']:,} (driver, worker, tree)")  # fmt: skip
+    print(
+        f"\n{'images':>10s} {'wall s':>7s} {'img/s':>7s} {'driver MB':>10s} {'worker MB':>10s} {'tree PSS MB':>12s}"
+        f"  ratios to {base['count']:,} (driver, worker, tree)"
+    )
     for r in rows:
-        print(f"{r['count']:10,d} {r['seconds']:7.0f} {r['images_per_s']:7,.0f} {r['driver']:10.0f} {r['worker']:10.0f} "
-              f"{r['tree_pss']:12.0f}  {r['driver'] / base['driver']:.2f} {r['worker'] / base['worker']:.2f} "
-              f"{r['tree_pss'] / base['tree_pss']:.2f}")  # fmt: skip
+        print(
+            f"{r['count']:10,d} {r['seconds']:7.0f} {r['images_per_s']:7,.0f} {r['driver']:10.0f} {r['worker']:10.0f} "
+            f"{r['tree_pss']:12.0f}  {r['driver'] / base['driver']:.2f} {r['worker'] / base['worker']:.2f} "
+            f"{r['tree_pss'] / base['tree_pss']:.2f}"
+        )
 
 
 if __name__ == "__main__":

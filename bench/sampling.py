@@ -68,9 +68,14 @@ def main() -> None:
                 images_per_s, images = rate(family, net, sampling, CALLS[name])
                 if baseline is None:
                     baseline, reference = images_per_s, images
-                extra = f" (first forward and timing: {time.perf_counter() - t0:.0f} s)" if "compiled" in variant else ""
-                print(f"{name:10s} {res:4d} {variant:26s} {images_per_s:8,.1f} {images_per_s / baseline:7.2f} "
-                      f"{(images != reference).mean():17.2e}{extra}", flush=True)  # fmt: skip
+                extra = (
+                    f" (first forward and timing: {time.perf_counter() - t0:.0f} s)" if "compiled" in variant else ""
+                )
+                print(
+                    f"{name:10s} {res:4d} {variant:26s} {images_per_s:8,.1f} {images_per_s / baseline:7.2f} "
+                    f"{(images != reference).mean():17.2e}{extra}",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -22,9 +22,17 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SETS = ["train.steps=30", "train.log_every=1", "train.checkpoint_every=30", "generate.count=2000",
-        "generate.shard_size=500", "evaluate.inception=false", "evaluate.cas=false", "evaluate.num_samples=200",
-        "evaluate.classifier_epochs=1"]  # fmt: skip
+SETS = [
+    "train.steps=30",
+    "train.log_every=1",
+    "train.checkpoint_every=30",
+    "generate.count=2000",
+    "generate.shard_size=500",
+    "evaluate.inception=false",
+    "evaluate.cas=false",
+    "evaluate.num_samples=200",
+    "evaluate.classifier_epochs=1",
+]
 
 
 def timed(cmd: list[str]) -> float:
@@ -63,7 +71,10 @@ def main() -> None:
     for i in range(args.repeats):
         runs.setdefault("python: import torch", []).append(timed([py, "-c", "import torch"]))
         runs.setdefault("python: import ray; ray.init(); ray.shutdown()", []).append(
-            timed([py, "-c", "import ray; ray.init(include_dashboard=True, dashboard_host='127.0.0.1'); ray.shutdown()"]))
+            timed(
+                [py, "-c", "import ray; ray.init(include_dashboard=True, dashboard_host='127.0.0.1'); ray.shutdown()"]
+            )
+        )
         runs.setdefault("synth --help", []).append(timed([py, "-m", "synth.cli", "--help"]))
         with tempfile.TemporaryDirectory(prefix="synth-bench-startup-") as tmp:
             for name, value in synth_run(Path(tmp) / "out").items():

@@ -140,8 +140,10 @@ def main() -> None:
     base = statistics.median(rates["running"])
     print(f"\n{'window':9s} {'median img/s':>13s} {'x running':>10s}  rates")
     for kind, values in rates.items():
-        print(f"{kind:9s} {statistics.median(values):13,.0f} {statistics.median(values) / base:10.3f}  "
-              + ", ".join(f"{v:,.0f}" for v in values))  # fmt: skip
+        print(
+            f"{kind:9s} {statistics.median(values):13,.0f} {statistics.median(values) / base:10.3f}  "
+            + ", ".join(f"{v:,.0f}" for v in values)
+        )
     tick = os.sysconf("SC_CLK_TCK")
     share = {p: t / tick / busy for p, t in ticks.items() if p in others or p == worker}
     print(f"\nCPU in the running windows ({busy:.0f} s), in cores:")

@@ -30,8 +30,11 @@ def processes() -> dict[int, tuple[int, int, str]]:
         except OSError:
             continue
         fields = stat[stat.rindex(")") + 2 :].split()
-        found[int(pid)] = (int(fields[1]), int(fields[11]) + int(fields[12]),
-                           cmd or stat[stat.index("(") + 1 : stat.rindex(")")])  # fmt: skip
+        found[int(pid)] = (
+            int(fields[1]),
+            int(fields[11]) + int(fields[12]),
+            cmd or stat[stat.index("(") + 1 : stat.rindex(")")],
+        )
     return found
 
 
@@ -63,8 +66,13 @@ def main() -> None:
         print(f"{share:5.2f} cores  {name}")
     print(f"all processes: {sum(s for s, _ in shares):.2f} cores")
     proc.wait()
-    rows = list(csv.DictReader(open(log)))
-    rate = (int(rows[-1]["step"]) - int(rows[1]["step"])) * 64 / (float(rows[-1]["elapsed_s"]) - float(rows[1]["elapsed_s"]))
+    with open(log) as fh:
+        rows = list(csv.DictReader(fh))
+    rate = (
+        (int(rows[-1]["step"]) - int(rows[1]["step"]))
+        * 64
+        / (float(rows[-1]["elapsed_s"]) - float(rows[1]["elapsed_s"]))
+    )
     print(f"training rate after the first interval: {rate:.0f} img/s")
 
 

@@ -15,10 +15,10 @@ import tempfile
 from pathlib import Path
 
 import torch
+from train_overhead import log_rate  # bench/ is on sys.path when a bench script runs
 
 from synth.spec import load_job
 from synth.train.loop import train
-from train_overhead import log_rate  # bench/ is on sys.path when a bench script runs
 
 ROOT = Path(__file__).resolve().parents[1]
 MEMBERS = {  # name: (job file, extra overrides)

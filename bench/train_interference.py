@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
-from train_overhead import MEMBERS, plain  # noqa: E402
+from train_overhead import MEMBERS, plain
 
 
 def main() -> None:
@@ -34,8 +34,13 @@ def main() -> None:
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--member", default="cvae", choices=list(MEMBERS))
-    ap.add_argument("--actors", type=int, default=5, help="idle actors: as many as Ray Train 2 runs beside a lone worker "
-                    "(controller, synchronisation, placement-group cleaner, datasets, autoscaling)")
+    ap.add_argument(
+        "--actors",
+        type=int,
+        default=5,
+        help="idle actors: as many as Ray Train 2 runs beside a lone worker "
+        "(controller, synchronisation, placement-group cleaner, datasets, autoscaling)",
+    )
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
     job_file, steps = MEMBERS[args.member]
@@ -51,20 +56,22 @@ def main() -> None:
 
         torch.set_num_threads(2)
         for _ in range(args.repeats):
-            for k in rates:
+            for k, rate in rates.items():
                 actors = [Idle.remote() for _ in range(k)]
                 ray.get([a.ping.remote() for a in actors])
                 time.sleep(2)
-                rates[k].append(plain(job, steps, steps // 10))
+                rate.append(plain(job, steps, steps // 10))
                 for a in actors:
                     ray.kill(a)
                 time.sleep(2)
-                print(f"{k} idle actors: {rates[k][-1]:,.0f} img/s", flush=True)
+                print(f"{k} idle actors: {rate[-1]:,.0f} img/s", flush=True)
     base = statistics.median(rates[0])
     for k, values in rates.items():
         med = statistics.median(values)
-        print(f"{args.member}, {k} idle actors: median {med:,.0f} img/s, x none {med / base:.3f}  "
-              f"(runs: {', '.join(f'{v:,.0f}' for v in values)})")
+        print(
+            f"{args.member}, {k} idle actors: median {med:,.0f} img/s, x none {med / base:.3f}  "
+            f"(runs: {', '.join(f'{v:,.0f}' for v in values)})"
+        )
 
 
 if __name__ == "__main__":

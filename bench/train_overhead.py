@@ -73,8 +73,12 @@ def plain(job, steps: int, skip: int) -> float:
             idx = step_indices(job.seed, step, len(data), batch, sub)
             return from_uint8(data.images[idx]).contiguous(memory_format=torch.channels_last), labels[idx]
 
-        family.train_step(nets, opts, StepData(real, step_generator(job.seed, step, 0, "cpu"), batch, data.num_classes,
-                                               job.model), lambda loss: loss.backward())  # fmt: skip
+        family.train_step(
+            nets,
+            opts,
+            StepData(real, step_generator(job.seed, step, 0, "cpu"), batch, data.num_classes, job.model),
+            lambda loss: loss.backward(),
+        )
         ema.update(nets[family.sampler_key], step)
     return (steps - skip) * batch / (time.perf_counter() - t0)
 
@@ -90,7 +94,7 @@ def ray_train(job_file: Path, sets: list[str], tmp: Path, batch: int) -> float:
     cmd = [sys.executable, "-m", "synth.cli", "train", str(job_file), "--out", str(tmp)]
     for s in sets:
         cmd += ["--set", s]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode:
         raise SystemExit(f"synth train failed:\n{proc.stderr[-3000:]}")
     return log_rate(tmp / "train_log.csv", batch)
@@ -112,8 +116,12 @@ def main() -> None:
     for name in args.members.split(","):
         job_file, steps = MEMBERS[name]
         log_every = steps // 6
-        sets = [f"train.steps={steps}", f"train.log_every={log_every}", f"train.checkpoint_every={steps}",
-                "train.num_workers=1"] + ([f"resources.train_cpus={args.threads}"] if args.threads else [])  # fmt: skip
+        sets = [
+            f"train.steps={steps}",
+            f"train.log_every={log_every}",
+            f"train.checkpoint_every={steps}",
+            "train.num_workers=1",
+        ] + ([f"resources.train_cpus={args.threads}"] if args.threads else [])
         job = load_job(ROOT / "jobs" / job_file, sets)
         runs: dict[str, list[float]] = {}
         for _ in range(args.repeats):  # alternated, so a slow minute of the machine hits every path
@@ -122,17 +130,22 @@ def main() -> None:
                 with tempfile.TemporaryDirectory() as tmp:
                     runs.setdefault("accelerate", []).append(accelerate_loop(job, Path(tmp)))
             with tempfile.TemporaryDirectory() as tmp:
-                runs.setdefault("ray train", []).append(ray_train(ROOT / "jobs" / job_file, sets, Path(tmp) / "out",
-                                                                  job.train.batch_size))  # fmt: skip
+                runs.setdefault("ray train", []).append(
+                    ray_train(ROOT / "jobs" / job_file, sets, Path(tmp) / "out", job.train.batch_size)
+                )
             print(f"{name}: " + ", ".join(f"{k} {v[-1]:,.0f} img/s" for k, v in runs.items()), flush=True)
         results[name] = rates = {k: statistics.median(v) for k, v in runs.items()}
         rates.setdefault("accelerate", float("nan"))
-    print(f"\n{'model':12s} {'plain':>8s} {'accelerate':>11s} {'ray train':>10s} {'accel/plain':>12s} {'ray/plain':>10s} "
-          f"{'overhead':>9s}")  # fmt: skip
+    print(
+        f"\n{'model':12s} {'plain':>8s} {'accelerate':>11s} {'ray train':>10s} {'accel/plain':>12s} {'ray/plain':>10s} "
+        f"{'overhead':>9s}"
+    )
     for name, r in results.items():
-        print(f"{name:12s} {r['plain']:8,.0f} {r['accelerate']:11,.0f} {r['ray train']:10,.0f} "
-              f"{r['accelerate'] / r['plain']:12.2f} {r['ray train'] / r['plain']:10.2f} "
-              f"{1 - r['ray train'] / r['plain']:9.1%}")  # fmt: skip
+        print(
+            f"{name:12s} {r['plain']:8,.0f} {r['accelerate']:11,.0f} {r['ray train']:10,.0f} "
+            f"{r['accelerate'] / r['plain']:12.2f} {r['ray train'] / r['plain']:10.2f} "
+            f"{1 - r['ray train'] / r['plain']:9.1%}"
+        )
 
 
 if __name__ == "__main__":

@@ -26,9 +26,7 @@ def time_steps(variant: str, steps: int, batch: int, width: int) -> float:
     opt_d = torch.optim.Adam(D.parameters(), 2e-4, betas=(0.0, 0.9))
     real = (torch.rand(batch, 1, 28, 28) * 2 - 1).contiguous(memory_format=fmt)
     y = torch.randint(0, 10, (batch,))
-    autocast = (
-        (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if variant == "bf16" else contextlib.nullcontext
-    )
+    autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if variant == "bf16" else contextlib.nullcontext
     for i in range(steps + 3):
         if i == 3:
             t0 = time.perf_counter()

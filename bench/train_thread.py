@@ -50,7 +50,9 @@ def main() -> None:
     found: dict[str, list[tuple[float, int]]] = {w: [] for w in WAYS}
     for _ in range(args.repeats):
         for way in WAYS:
-            out = subprocess.run([sys.executable, "-c", code, args.member, way], capture_output=True, text=True)
+            out = subprocess.run(
+                [sys.executable, "-c", code, args.member, way], capture_output=True, text=True, check=False
+            )
             if out.returncode:
                 raise SystemExit(out.stderr[-2000:])
             rate, faults = out.stdout.split()[-2:]
@@ -60,7 +62,9 @@ def main() -> None:
     print(f"\n{args.member}: medians of {args.repeats}")
     for way, runs in found.items():
         rate = statistics.median(r for r, _ in runs)
-        print(f"{way:28s} {rate:8,.0f} img/s  x main {rate / base:.3f}  {statistics.median(f for _, f in runs):10,.0f} page faults")
+        print(
+            f"{way:28s} {rate:8,.0f} img/s  x main {rate / base:.3f}  {statistics.median(f for _, f in runs):10,.0f} page faults"
+        )
 
 
 if __name__ == "__main__":

@@ -86,8 +86,13 @@ def main() -> None:
     real = data.images[np.random.default_rng(0).permutation(len(data))[: 100 * data.num_classes]]
     rows = [("real (same count)", fixed_pattern(real), checker(real), float("nan"), 0.0)]
     for name in args.variants.split(","):
-        sets = [f"train.steps={args.steps}", f"train.checkpoint_every={args.steps}", f"train.log_every={args.steps}",
-                f"train.ema_start={args.steps // 4}", *VARIANTS[name]]  # fmt: skip
+        sets = [
+            f"train.steps={args.steps}",
+            f"train.checkpoint_every={args.steps}",
+            f"train.log_every={args.steps}",
+            f"train.ema_start={args.steps // 4}",
+            *VARIANTS[name],
+        ]
         job = load_job(ROOT / "jobs" / args.job, sets)
         folder = out / name
         t0 = time.perf_counter()

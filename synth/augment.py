@@ -16,7 +16,7 @@ light.
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -73,7 +73,7 @@ class RandomResizedCrop(_Op):
     ratio: Range = (3 / 4, 4 / 3)
 
     @model_validator(mode="after")
-    def _ranges(self) -> "RandomResizedCrop":
+    def _ranges(self) -> RandomResizedCrop:
         _check_range(*self.scale, "scale")
         _check_range(*self.ratio, "ratio")
         if not 0 < self.scale[0] <= 1 or self.scale[1] > 1 or self.ratio[0] <= 0:
@@ -86,11 +86,15 @@ class RandomResizedCrop(_Op):
         for _ in range(10):  # the rejection sampling of torchvision's RandomResizedCrop
             target = area * rng.uniform(*self.scale)
             aspect = math.exp(rng.uniform(*log_ratio))
-            w = int(round(math.sqrt(target * aspect)))
-            h = int(round(math.sqrt(target / aspect)))
+            w = round(math.sqrt(target * aspect))
+            h = round(math.sqrt(target / aspect))
             if 0 < w <= width and 0 < h <= height:
-                return {"top": int(rng.integers(0, height - h + 1)), "left": int(rng.integers(0, width - w + 1)),
-                        "height": h, "width": w}  # fmt: skip
+                return {
+                    "top": int(rng.integers(0, height - h + 1)),
+                    "left": int(rng.integers(0, width - w + 1)),
+                    "height": h,
+                    "width": w,
+                }
         return {"top": 0, "left": 0, "height": height, "width": width}
 
     def apply(self, img, params):
@@ -98,8 +102,16 @@ class RandomResizedCrop(_Op):
         from torchvision.transforms.v2 import functional as F
 
         size = list(img.shape[-2:])
-        return F.resized_crop(img, params["top"], params["left"], params["height"], params["width"], size,
-                              interpolation=InterpolationMode.BILINEAR, antialias=True)  # fmt: skip
+        return F.resized_crop(
+            img,
+            params["top"],
+            params["left"],
+            params["height"],
+            params["width"],
+            size,
+            interpolation=InterpolationMode.BILINEAR,
+            antialias=True,
+        )
 
 
 class Rotate(_Op):
@@ -110,7 +122,7 @@ class Rotate(_Op):
     fill: float = Field(0.0, ge=0, le=1)
 
     @model_validator(mode="after")
-    def _ranges(self) -> "Rotate":
+    def _ranges(self) -> Rotate:
         _check_range(*self.degrees, "degrees")
         return self
 
@@ -170,7 +182,7 @@ class GaussianBlur(_Op):
     sigma: Range = (0.1, 1.0)
 
     @model_validator(mode="after")
-    def _ranges(self) -> "GaussianBlur":
+    def _ranges(self) -> GaussianBlur:
         _check_range(*self.sigma, "sigma")
         if self.kernel_size % 2 == 0 or self.sigma[0] <= 0:
             raise ValueError("kernel_size must be odd and sigma > 0")
@@ -195,7 +207,7 @@ class GaussianNoise(_Op):
     sigma: Range = (0.0, 0.05)
 
     @model_validator(mode="after")
-    def _ranges(self) -> "GaussianNoise":
+    def _ranges(self) -> GaussianNoise:
         _check_range(*self.sigma, "sigma")
         if self.sigma[0] < 0:
             raise ValueError("sigma must be >= 0")
@@ -222,7 +234,7 @@ class Erase(_Op):
     value: float = Field(0.0, ge=0, le=1)
 
     @model_validator(mode="after")
-    def _ranges(self) -> "Erase":
+    def _ranges(self) -> Erase:
         _check_range(*self.scale, "scale")
         _check_range(*self.ratio, "ratio")
         if not 0 < self.scale[0] or self.scale[1] > 1 or self.ratio[0] <= 0:
@@ -235,11 +247,15 @@ class Erase(_Op):
         for _ in range(10):  # the rejection sampling of torchvision's RandomErasing
             target = area * rng.uniform(*self.scale)
             aspect = math.exp(rng.uniform(*log_ratio))
-            h = int(round(math.sqrt(target * aspect)))
-            w = int(round(math.sqrt(target / aspect)))
+            h = round(math.sqrt(target * aspect))
+            w = round(math.sqrt(target / aspect))
             if 0 < h < height and 0 < w < width:
-                return {"top": int(rng.integers(0, height - h + 1)), "left": int(rng.integers(0, width - w + 1)),
-                        "height": h, "width": w}  # fmt: skip
+                return {
+                    "top": int(rng.integers(0, height - h + 1)),
+                    "left": int(rng.integers(0, width - w + 1)),
+                    "height": h,
+                    "width": w,
+                }
         return {"top": 0, "left": 0, "height": 0, "width": 0}
 
     def apply(self, img, params):
@@ -252,11 +268,19 @@ class Erase(_Op):
 
 
 Op = Annotated[
-    Union[HFlip, VFlip, RandomResizedCrop, Rotate, ColorJitter, GaussianBlur, GaussianNoise, Erase],
+    HFlip | VFlip | RandomResizedCrop | Rotate | ColorJitter | GaussianBlur | GaussianNoise | Erase,
     Field(discriminator="op"),
 ]
-OP_NAMES = ("hflip", "vflip", "random_resized_crop", "rotate", "color_jitter", "gaussian_blur", "gaussian_noise",
-            "erase")  # fmt: skip
+OP_NAMES = (
+    "hflip",
+    "vflip",
+    "random_resized_crop",
+    "rotate",
+    "color_jitter",
+    "gaussian_blur",
+    "gaussian_noise",
+    "erase",
+)
 
 
 class AugmentSpec(BaseModel):

@@ -132,24 +132,34 @@ def _real_stream(real, store: Store, files: list[str], names: list[str], seed: i
         other = Store(str(real))
         theirs = list(read_info(other).get("class_names") or [])
         if theirs != names:
-            raise ValueError(f"real={real}: its classes ({', '.join(theirs[:10])}) are not the synthetic dataset's "
-                             f"({', '.join(names[:10])})")  # fmt: skip
+            raise ValueError(
+                f"real={real}: its classes ({', '.join(theirs[:10])}) are not the synthetic dataset's "
+                f"({', '.join(names[:10])})"
+            )
 
         def from_shards() -> Iterator:
             for cycle in itertools.count():  # a new order each time round
-                yield from open_dataset(str(real), shuffle=True, seed=seed + 1, epoch=epoch * 1_000 + cycle,
-                                        transform=transform)  # fmt: skip
+                yield from open_dataset(
+                    str(real), shuffle=True, seed=seed + 1, epoch=epoch * 1_000 + cycle, transform=transform
+                )
 
         return from_shards
     size, channels = _first_image_shape(store, files[0])
-    spec = real if isinstance(real, DataSpec) else DataSpec.model_validate(
-        {"source": real, "resolution": size, "channels": channels} if isinstance(real, str) else real)
+    spec = (
+        real
+        if isinstance(real, DataSpec)
+        else DataSpec.model_validate(
+            {"source": real, "resolution": size, "channels": channels} if isinstance(real, str) else real
+        )
+    )
     from synth.data import load_dataset
 
     data = load_dataset(spec, seed)
     if list(data.class_names) != names:
-        raise ValueError(f"real={spec.source}: its classes ({', '.join(data.class_names[:10])}) are not the synthetic "
-                         f"dataset's ({', '.join(names[:10])})")  # fmt: skip
+        raise ValueError(
+            f"real={spec.source}: its classes ({', '.join(data.class_names[:10])}) are not the synthetic "
+            f"dataset's ({', '.join(names[:10])})"
+        )
     decode = _array_decoder(transform)
 
     def from_arrays() -> Iterator:
@@ -178,7 +188,7 @@ def _opener(store: Store):
 
 def _fs_path(store: Store, url: str) -> str:
     prefix = store.url.rstrip("/") + "/"
-    return store.path(url[len(prefix):]) if url.startswith(prefix) else url
+    return store.path(url[len(prefix) :]) if url.startswith(prefix) else url
 
 
 def _decoder(transform):

@@ -58,8 +58,14 @@ def write_manifest(store: Store, plan: Plan, class_names: list[str], name: str =
                 writer.write_table(table.cast(schema))
                 rows += table.num_rows
                 total_bytes += int(part_meta["tar_bytes"])
-                shardlist.append({"url": shard_rel(shard.name), "nsamples": table.num_rows,
-                                  "filesize": int(part_meta["tar_bytes"]), "md5sum": part_meta["md5"]})  # fmt: skip
+                shardlist.append(
+                    {
+                        "url": shard_rel(shard.name),
+                        "nsamples": table.num_rows,
+                        "filesize": int(part_meta["tar_bytes"]),
+                        "md5sum": part_meta["md5"],
+                    }
+                )
         finally:
             if writer is not None:
                 writer.close()
@@ -186,14 +192,16 @@ def _check_shard(store: Store, rel: str, entry: dict, keys: list[str], classes: 
                 problem = _check_sample(key, fields, classes[j] if j < len(classes) else None, num_classes)
                 if problem:
                     problems.append(problem)
-    except Exception as exc:  # a damaged tar raises many kinds of errors: each is this shard's problem
+    except Exception as exc:  # noqa: BLE001 -- a damaged tar raises many kinds of errors: each is this shard's problem
         problems.append(f"unreadable tar after {len(seen)} samples ({type(exc).__name__}: {exc})")
         return problems
     if seen != keys:
         missing = len(set(keys) - set(seen))
         extra = len(set(seen) - set(keys))
-        problems.append(f"samples differ from the manifest ({len(seen)} in tar, {len(keys)} in manifest, "
-                        f"{missing} missing, {extra} unexpected, or out of order)")  # fmt: skip
+        problems.append(
+            f"samples differ from the manifest ({len(seen)} in tar, {len(keys)} in manifest, "
+            f"{missing} missing, {extra} unexpected, or out of order)"
+        )
     return problems[:20]
 
 
@@ -221,7 +229,7 @@ def _check_sample(key: str, fields: dict[str, bytes], expected_class, num_classe
         with Image.open(io.BytesIO(fields[images[0]])) as img:
             img.load()
             np.asarray(img)
-    except Exception as exc:  # PIL raises several types for broken images
+    except Exception as exc:  # noqa: BLE001 -- PIL raises several types for broken images
         return f"sample {key}: image does not decode ({type(exc).__name__})"
     if "json" in fields:
         try:

@@ -44,8 +44,9 @@ def check_precision(mixed_precision: str, gpu: bool) -> None:
         raise SynthError("train.mixed_precision: fp16 needs a GPU and this job trains on CPU; use bf16 or no")
 
 
-def place(job: Job, cpus: int, gpus: float, can_grow: bool, stage: str,
-          node_cpus: int | None = None) -> tuple[Placement, list[str]]:  # fmt: skip
+def place(
+    job: Job, cpus: int, gpus: float, can_grow: bool, stage: str, node_cpus: int | None = None
+) -> tuple[Placement, list[str]]:
     """The placement of ``job`` on a Ray with ``cpus`` CPUs and ``gpus`` GPUs, and warning lines.
 
     ``can_grow``: the cluster may gain nodes (anything but an embedded Ray); ``stage``: train or
@@ -60,8 +61,9 @@ def place(job: Job, cpus: int, gpus: float, can_grow: bool, stage: str,
         problems.append("resources.use_gpu: true, but the cluster has no GPUs")
     if not gpu and res.generate_gpus:
         why = "resources.use_gpu is false" if res.use_gpu is False else "the cluster has no GPUs"
-        raise SynthError(f"resources.generate_gpus: {_num(res.generate_gpus)} per task, but the job runs on CPU "
-                         f"({why})")  # fmt: skip
+        raise SynthError(
+            f"resources.generate_gpus: {_num(res.generate_gpus)} per task, but the job runs on CPU ({why})"
+        )
     if stage == "train":
         check_precision(job.train.mixed_precision, gpu)
     generate_gpus = (1.0 if res.generate_gpus is None else res.generate_gpus) if gpu else 0.0
@@ -81,18 +83,25 @@ def place(job: Job, cpus: int, gpus: float, can_grow: bool, stage: str,
     )
     if stage == "train" and workers * p.train_cpus > cpus:
         field = "resources.train_cpus" if res.train_cpus else "train.num_workers"
-        problems.append(f"{field}: {_count(workers, 'training worker')} x {_count(p.train_cpus, 'CPU')}, "
-                        f"but the cluster has {_count(cpus, 'CPU')}")  # fmt: skip
+        problems.append(
+            f"{field}: {_count(workers, 'training worker')} x {_count(p.train_cpus, 'CPU')}, "
+            f"but the cluster has {_count(cpus, 'CPU')}"
+        )
     elif stage == "train" and p.train_cpus > node_cpus:
-        problems.append(f"resources.train_cpus: {p.train_cpus} per worker, but the largest node has "
-                        f"{_count(node_cpus, 'CPU')}")  # fmt: skip
+        problems.append(
+            f"resources.train_cpus: {p.train_cpus} per worker, but the largest node has {_count(node_cpus, 'CPU')}"
+        )
     if stage == "train" and gpu and gpus and workers * p.train_gpus > gpus:
         field = "train.num_workers" if p.train_gpus == 1 else "resources.train_gpus"
-        problems.append(f"{field}: {_count(workers, 'training worker')} x {_count(p.train_gpus, 'GPU')}, "
-                        f"but the cluster has {_count(gpus, 'GPU')}")  # fmt: skip
+        problems.append(
+            f"{field}: {_count(workers, 'training worker')} x {_count(p.train_gpus, 'GPU')}, "
+            f"but the cluster has {_count(gpus, 'GPU')}"
+        )
     if stage == "generate" and p.generate_cpus > node_cpus:
-        problems.append(f"resources.generate_cpus: {p.generate_cpus} per task, but the "
-                        f"{'largest node' if node_cpus < cpus else 'cluster'} has {_count(node_cpus, 'CPU')}")  # fmt: skip
+        problems.append(
+            f"resources.generate_cpus: {p.generate_cpus} per task, but the "
+            f"{'largest node' if node_cpus < cpus else 'cluster'} has {_count(node_cpus, 'CPU')}"
+        )
     if problems and not can_grow:
         raise SynthError(f"{problems[0]} (an embedded Ray cannot add nodes)")
     return p, [f"{line}; waiting for the cluster to add nodes" for line in problems]

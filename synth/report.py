@@ -38,14 +38,17 @@ def write_report(out: Path, job: Job, figures: dict) -> None:
     grid_png = grid_to_png(figures.pop("grid_images"))
     atomic_write_bytes(out / "report_grid.png", grid_png)
     recon_b64 = _grid_file(out, figures.pop("reconstruction_grid", None), "report_reconstructions.png")
-    nn_b64 = [base64.b64encode(grid_to_png(nn_strip(strip), width=240)).decode()
-              for strip in figures.pop("memorisation_images", [])]  # fmt: skip
+    nn_b64 = [
+        base64.b64encode(grid_to_png(nn_strip(strip), width=240)).decode()
+        for strip in figures.pop("memorisation_images", [])
+    ]
     rejected_b64 = _grid_file(out, figures.pop("filter_rejected_grid", None), "report_rejected.png")
     stages = load_summaries(out)
     doc = {"job": job.model_dump(mode="json"), "figures": figures, **stages}
     atomic_write_json(out / "report.json", doc)
-    page = render_html(job, figures, stages, base64.b64encode(grid_png).decode(), read_log(out), recon_b64, nn_b64,
-                       rejected_b64)
+    page = render_html(
+        job, figures, stages, base64.b64encode(grid_png).decode(), read_log(out), recon_b64, nn_b64, rejected_b64
+    )
     atomic_write_bytes(out / "report.html", page.encode())
 
 
@@ -123,21 +126,31 @@ def class_bars_svg(names: list[str], seen: list[int], requested: list[int] | Non
     for i, name in enumerate(names):
         x = pad + i * slot
         h = (height - pad - top) * seen[i] / peak
-        bars.append(f'<rect x="{x + slot * 0.15:.1f}" y="{height - pad - h:.1f}" width="{slot * 0.7:.1f}" '
-                    f'height="{h:.1f}" fill="#1f77b4"><title>{html.escape(name)}: {seen[i]} seen</title></rect>')
+        bars.append(
+            f'<rect x="{x + slot * 0.15:.1f}" y="{height - pad - h:.1f}" width="{slot * 0.7:.1f}" '
+            f'height="{h:.1f}" fill="#1f77b4"><title>{html.escape(name)}: {seen[i]} seen</title></rect>'
+        )
         if requested is not None:
             y = height - pad - (height - pad - top) * requested[i] / peak
-            bars.append(f'<line x1="{x + slot * 0.1:.1f}" x2="{x + slot * 0.9:.1f}" y1="{y:.1f}" y2="{y:.1f}" '
-                        'stroke="#d62728" stroke-width="2"/>')
-        bars.append(f'<text x="{x + slot / 2:.1f}" y="{height - pad + 14}" font-size="11" text-anchor="middle">'
-                    f"{html.escape(name[:10])}</text>")
-        bars.append(f'<text x="{x + slot / 2:.1f}" y="{height - pad - h - 3:.1f}" font-size="10" '
-                    f'text-anchor="middle">{seen[i]}</text>')
-    legend = '<text x="{0}" y="12" font-size="11" fill="#1f77b4">bars: seen by the domain classifier</text>'.format(pad)
+            bars.append(
+                f'<line x1="{x + slot * 0.1:.1f}" x2="{x + slot * 0.9:.1f}" y1="{y:.1f}" y2="{y:.1f}" '
+                'stroke="#d62728" stroke-width="2"/>'
+            )
+        bars.append(
+            f'<text x="{x + slot / 2:.1f}" y="{height - pad + 14}" font-size="11" text-anchor="middle">'
+            f"{html.escape(name[:10])}</text>"
+        )
+        bars.append(
+            f'<text x="{x + slot / 2:.1f}" y="{height - pad - h - 3:.1f}" font-size="10" '
+            f'text-anchor="middle">{seen[i]}</text>'
+        )
+    legend = f'<text x="{pad}" y="12" font-size="11" fill="#1f77b4">bars: seen by the domain classifier</text>'
     if requested is not None:
         legend += f'<text x="{pad + 260}" y="12" font-size="11" fill="#d62728">lines: requested</text>'
     axis = f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" stroke="#888"/>'
-    return f'<svg width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg">{legend}{axis}{"".join(bars)}</svg>'
+    return (
+        f'<svg width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg">{legend}{axis}{"".join(bars)}</svg>'
+    )
 
 
 def _pct(v) -> str:
@@ -152,12 +165,16 @@ def cas_section(f: dict) -> str:
     arms = [("generated images (CAS)", cas["synthetic"]), ("real images (baseline)", cas["real"])]
     if cas.get("real_plus_synthetic"):
         arms.append(("real + generated images", cas["real_plus_synthetic"]))
-    rows = "".join(f"<tr><td>{a}</td><td>{s['num_train']:,}</td><td><b>{_pct(s['accuracy'])}</b></td></tr>" for a, s in arms)
-    return (f"<h2>Classification Accuracy Score</h2><p>Does the synthetic data train a classifier? The same "
-            f"classifier ({html.escape(cas['network'])}) trained three ways, each tested on {html.escape(cas['test_set'])} "
-            f"that the generative model never saw. Gap to the real baseline: <b>{100 * cas['gap']:.2f} points</b>.</p>"
-            f"<table><tr><th>trained on</th><th>training images</th><th>test accuracy</th></tr>{rows}</table>"
-            f"<p class=small>Protocol: {html.escape(cas['protocol'])}.</p>{cas_table_section(f.get('cas_table'))}")  # fmt: skip
+    rows = "".join(
+        f"<tr><td>{a}</td><td>{s['num_train']:,}</td><td><b>{_pct(s['accuracy'])}</b></td></tr>" for a, s in arms
+    )
+    return (
+        f"<h2>Classification Accuracy Score</h2><p>Does the synthetic data train a classifier? The same "
+        f"classifier ({html.escape(cas['network'])}) trained three ways, each tested on {html.escape(cas['test_set'])} "
+        f"that the generative model never saw. Gap to the real baseline: <b>{100 * cas['gap']:.2f} points</b>.</p>"
+        f"<table><tr><th>trained on</th><th>training images</th><th>test accuracy</th></tr>{rows}</table>"
+        f"<p class=small>Protocol: {html.escape(cas['protocol'])}.</p>{cas_table_section(f.get('cas_table'))}"
+    )
 
 
 def cas_table_section(table: dict | None) -> str:
@@ -177,14 +194,20 @@ def cas_table_section(table: dict | None) -> str:
         return f"{100 * row['mean']:.2f}%{spread}"
 
     head = "".join(f"<th>{html.escape(n)}</th>" for n in networks)
-    rows = "".join(f"<tr><td>{html.escape(arm)}</td><td>{v['real']:,}</td><td>{v['synthetic']:,}</td>"
-                   + "".join(f"<td>{cell(v.get(n))}</td>" for n in networks) + "</tr>" for arm, v in by_arm.items())  # fmt: skip
+    rows = "".join(
+        f"<tr><td>{html.escape(arm)}</td><td>{v['real']:,}</td><td>{v['synthetic']:,}</td>"
+        + "".join(f"<td>{cell(v.get(n))}</td>" for n in networks)
+        + "</tr>"
+        for arm, v in by_arm.items()
+    )
     nets = "; ".join(f"{html.escape(k)}: {html.escape(v)}" for k, v in table["networks"].items())
-    return (f"<h3>Real and synthetic data together</h3><p>Test accuracy of classifiers trained on real images, "
-            f"generated ones, and both, including the low-data case (a few real labels, with and without generated "
-            f"images). Mean ± spread (standard deviation) over the classifier seeds.</p><table><tr><th>trained on"
-            f"</th><th>real</th><th>generated</th>{head}</tr>{rows}</table><p class=small>{nets}. "
-            f"{html.escape(table['protocol'])}.</p>")  # fmt: skip
+    return (
+        f"<h3>Real and synthetic data together</h3><p>Test accuracy of classifiers trained on real images, "
+        f"generated ones, and both, including the low-data case (a few real labels, with and without generated "
+        f"images). Mean ± spread (standard deviation) over the classifier seeds.</p><table><tr><th>trained on"
+        f"</th><th>real</th><th>generated</th>{head}</tr>{rows}</table><p class=small>{nets}. "
+        f"{html.escape(table['protocol'])}.</p>"
+    )
 
 
 def filter_section(job: Job, f: dict, rejected_b64: str | None) -> str:
@@ -205,30 +228,43 @@ def filter_section(job: Job, f: dict, rejected_b64: str | None) -> str:
         for r in flt["per_class"]
     )
     bins = flt["bins"]
-    hist = "".join(f"<tr><td>{bins[i]:.1f}-{bins[i + 1]:.1f}</td><td>{k:,}</td><td>{o:,}</td><td>{r:,}</td></tr>"
-                   for i, (k, o, r) in enumerate(zip(flt["kept_histogram"], flt["outranked_histogram"],
-                                                     flt["rejected_histogram"])))  # fmt: skip
+    hist = "".join(
+        f"<tr><td>{bins[i]:.1f}-{bins[i + 1]:.1f}</td><td>{k:,}</td><td>{o:,}</td><td>{r:,}</td></tr>"
+        for i, (k, o, r) in enumerate(zip(flt["kept_histogram"], flt["outranked_histogram"], flt["rejected_histogram"]))
+    )
     who = {"domain": "the domain classifier", "fast": "a small fast CNN trained on the real data"}.get(
-        spec.classifier if spec is not None else "", html.escape(spec.classifier if spec is not None else "a classifier"))
+        spec.classifier if spec is not None else "",
+        html.escape(spec.classifier if spec is not None else "a classifier"),
+    )
     bias = ""
     if spec is not None and spec.classifier == "domain":
-        bias = (" The same classifier measures label fidelity above, so that figure is high by construction: "
-                "judge a filtered dataset by its Classification Accuracy Score.")  # fmt: skip
+        bias = (
+            " The same classifier measures label fidelity above, so that figure is high by construction: "
+            "judge a filtered dataset by its Classification Accuracy Score."
+        )
     rule = ""
     if spec is not None:
-        rule = (f" Kept: the image {who} puts in the class asked for, with probability at least "
-                f"{spec.min_confidence}, the most confident of {spec.candidates} candidates"
-                f"{f' up to {spec.cap} (above it, the first drawn)' if spec.cap < 1 else ''}; up to "
-                f"{spec.max_candidates} drawn for one image.")  # fmt: skip
-    grid = (f'<p>Candidates not accepted, one row per class asked for:</p><img class="grid" '
-            f'src="data:image/png;base64,{rejected_b64}" alt="rejected candidates">' if rejected_b64 else "")  # fmt: skip
-    return (f"<h2>Quality filter</h2><p>Every image was chosen among candidates by {who}: "
-            f"{flt['drawn']:,} drawn for {flt['kept']:,} kept, <b>{_fmt(flt['drawn_per_kept'])}</b> per kept image."
-            f"{rule}{bias}</p><table><tr><th>class</th><th>kept</th><th>drawn per kept</th><th>median score kept"
-            f"</th><th>not accepted</th><th>those seen as</th><th>accepted, outranked</th></tr>{rows}</table>"
-            f"<p>Scores (the classifier's probability of the class asked for) of the kept candidates, of those "
-            f"accepted but less confident than the one kept, and of those not accepted:</p><table><tr><th>score"
-            f"</th><th>kept</th><th>outranked</th><th>not accepted</th></tr>{hist}</table>{grid}")
+        rule = (
+            f" Kept: the image {who} puts in the class asked for, with probability at least "
+            f"{spec.min_confidence}, the most confident of {spec.candidates} candidates"
+            f"{f' up to {spec.cap} (above it, the first drawn)' if spec.cap < 1 else ''}; up to "
+            f"{spec.max_candidates} drawn for one image."
+        )
+    grid = (
+        f'<p>Candidates not accepted, one row per class asked for:</p><img class="grid" '
+        f'src="data:image/png;base64,{rejected_b64}" alt="rejected candidates">'
+        if rejected_b64
+        else ""
+    )
+    return (
+        f"<h2>Quality filter</h2><p>Every image was chosen among candidates by {who}: "
+        f"{flt['drawn']:,} drawn for {flt['kept']:,} kept, <b>{_fmt(flt['drawn_per_kept'])}</b> per kept image."
+        f"{rule}{bias}</p><table><tr><th>class</th><th>kept</th><th>drawn per kept</th><th>median score kept"
+        f"</th><th>not accepted</th><th>those seen as</th><th>accepted, outranked</th></tr>{rows}</table>"
+        f"<p>Scores (the classifier's probability of the class asked for) of the kept candidates, of those "
+        f"accepted but less confident than the one kept, and of those not accepted:</p><table><tr><th>score"
+        f"</th><th>kept</th><th>outranked</th><th>not accepted</th></tr>{hist}</table>{grid}"
+    )
 
 
 def memorisation_section(f: dict, nn_b64: list[str]) -> str:
@@ -241,15 +277,17 @@ def memorisation_section(f: dict, nn_b64: list[str]) -> str:
         for r, b64 in zip(m["rows"], nn_b64)
     )
     ratio = m.get("nn_distance_ratio")
-    return (f"<h2>Memorisation check</h2><p>Each generated image's nearest training images, among all "
-            f"{m['num_train']:,}, in the domain classifier's features. Median distance of a generated image to its "
-            f"nearest training image: <b>{m['nn_distance_median']:.3f}</b>; of a training image to its nearest other "
-            f"training image: {m['nn_distance_median_real']:.3f} (ratio <b>{_fmt(ratio)}</b>: well below 1 means "
-            f"copying). Generated images nearer to a training image than 99% of training images are to one another: "
-            f"<b>{_pct(m['share_nearer_than_real_p1'])}</b> (about 1% when nothing is copied).</p>"
-            f"<p>The {len(m['rows'])} closest pairs: in each row the generated image first, then its 3 nearest "
-            f"training images. Copies look identical.</p><table><tr><th>generated | nearest training images</th>"
-            f"<th>sample</th><th>distances</th></tr>{rows}</table>")  # fmt: skip
+    return (
+        f"<h2>Memorisation check</h2><p>Each generated image's nearest training images, among all "
+        f"{m['num_train']:,}, in the domain classifier's features. Median distance of a generated image to its "
+        f"nearest training image: <b>{m['nn_distance_median']:.3f}</b>; of a training image to its nearest other "
+        f"training image: {m['nn_distance_median_real']:.3f} (ratio <b>{_fmt(ratio)}</b>: well below 1 means "
+        f"copying). Generated images nearer to a training image than 99% of training images are to one another: "
+        f"<b>{_pct(m['share_nearer_than_real_p1'])}</b> (about 1% when nothing is copied).</p>"
+        f"<p>The {len(m['rows'])} closest pairs: in each row the generated image first, then its 3 nearest "
+        f"training images. Copies look identical.</p><table><tr><th>generated | nearest training images</th>"
+        f"<th>sample</th><th>distances</th></tr>{rows}</table>"
+    )
 
 
 def protocol_section(f: dict) -> str:
@@ -266,67 +304,146 @@ def _fmt(v) -> str:
     return html.escape(str(v))
 
 
-def render_html(job: Job, f: dict, stages: dict, grid_b64: str, log_rows: list[dict], recon_b64: str | None = None,
-                nn_b64: list[str] | None = None, rejected_b64: str | None = None) -> str:  # fmt: skip
+def render_html(
+    job: Job,
+    f: dict,
+    stages: dict,
+    grid_b64: str,
+    log_rows: list[dict],
+    recon_b64: str | None = None,
+    nn_b64: list[str] | None = None,
+    rejected_b64: str | None = None,
+) -> str:
     clf = f["classifier"]
     n_gen, n_real = f["num_generated"], f["num_real"]
     labelled = f.get("label_fidelity") is not None
     rows = [
-        ("Label fidelity", f"{100 * f['label_fidelity']:.2f}%" if labelled else "n/a (unlabelled dataset)",
-         f"{n_gen} generated images", f"domain classifier ({_fmt(100 * clf['held_out_accuracy'])}% on "
-         f"{clf['held_out_size']} held-out real images{'; from the cache' if clf.get('from_cache') else ''})"),
+        (
+            "Label fidelity",
+            f"{100 * f['label_fidelity']:.2f}%" if labelled else "n/a (unlabelled dataset)",
+            f"{n_gen} generated images",
+            (
+                f"domain classifier ({_fmt(100 * clf['held_out_accuracy'])}% on "
+                f"{clf['held_out_size']} held-out real images{'; from the cache' if clf.get('from_cache') else ''})"
+            ),
+        ),
         ("FID, domain features", _fmt(f["fid_domain"]), f"{n_gen} generated vs {n_real} real", f["fid_domain_network"]),
-        ("FID, domain features, real vs real", _fmt(f.get("fid_domain_real_vs_real")),
-         f"{n_real // 2} vs {n_real - n_real // 2} real", "the floor: what two samples of real data score"),
-    ]  # fmt: skip
+        (
+            "FID, domain features, real vs real",
+            _fmt(f.get("fid_domain_real_vs_real")),
+            f"{n_real // 2} vs {n_real - n_real // 2} real",
+            "the floor: what two samples of real data score",
+        ),
+    ]
     if f.get("prdc_domain"):
         m, ref = f["prdc_domain"], f.get("prdc_domain_real_vs_real") or {}
-        for key, what in (("coverage", "share of real images with a generated one among their 5 nearest "
-                                       "neighbours: falls when the model collapses onto few modes"),
-                          ("recall", "share of real images inside the generated images' k-NN manifold (variety)"),
-                          ("precision", "share of generated images inside the real images' k-NN manifold (realism)")):
-            rows.append((f"{key.capitalize()}, domain features (k=5)", _fmt(m[key]), f"{n_gen} generated vs {n_real} real",
-                         f"{what}; real vs real: {_fmt(ref.get(key))}"))  # fmt: skip
+        for key, what in (
+            (
+                "coverage",
+                (
+                    "share of real images with a generated one among their 5 nearest "
+                    "neighbours: falls when the model collapses onto few modes"
+                ),
+            ),
+            ("recall", "share of real images inside the generated images' k-NN manifold (variety)"),
+            ("precision", "share of generated images inside the real images' k-NN manifold (realism)"),
+        ):
+            rows.append(
+                (
+                    f"{key.capitalize()}, domain features (k=5)",
+                    _fmt(m[key]),
+                    f"{n_gen} generated vs {n_real} real",
+                    f"{what}; real vs real: {_fmt(ref.get(key))}",
+                )
+            )
     kid = f.get("kid_domain")
     if kid:
-        rows.insert(3, ("KID, domain features", f"{kid['kid']:.4g} ± {kid['kid_std']:.2g}", f"{kid['subsets']} subset "
-                        f"pairs of {kid['subset_size']}", f["fid_domain_network"] + "; unbiased: compare across "
-                        "sample counts"))  # fmt: skip
+        rows.insert(
+            3,
+            (
+                "KID, domain features",
+                f"{kid['kid']:.4g} ± {kid['kid_std']:.2g}",
+                (f"{kid['subsets']} subset pairs of {kid['subset_size']}"),
+                f["fid_domain_network"] + "; unbiased: compare across sample counts",
+            ),
+        )
     isd = f.get("inception_score_domain")
     if isd:
         real_is = f["inception_score_domain_real"]
-        rows.append(("Inception Score, domain classifier", f"{isd['is']:.3f} ± {isd['is_std']:.2g}", f"{n_gen} generated, "
-                     f"{isd['splits']} splits", f"{f['inception_score_network']}; real images score {real_is['is']:.3f} "
-                     f"(at most {f['num_classes']}: confident and varied)"))  # fmt: skip
+        rows.append(
+            (
+                "Inception Score, domain classifier",
+                f"{isd['is']:.3f} ± {isd['is_std']:.2g}",
+                (f"{n_gen} generated, {isd['splits']} splits"),
+                (
+                    f"{f['inception_score_network']}; real images score {real_is['is']:.3f} "
+                    f"(at most {f['num_classes']}: confident and varied)"
+                ),
+            )
+        )
     if "fid_inception" in f:
-        rows.insert(1, ("FID, InceptionV3", _fmt(f["fid_inception"]),
-                        f"{f['fid_inception_num_generated']} generated vs {f['fid_inception_num_real']} real, PNG",
-                        f["fid_inception_network"]))  # fmt: skip
+        rows.insert(
+            1,
+            (
+                "FID, InceptionV3",
+                _fmt(f["fid_inception"]),
+                f"{f['fid_inception_num_generated']} generated vs {f['fid_inception_num_real']} real, PNG",
+                f["fid_inception_network"],
+            ),
+        )
         if f.get("kid_inception"):
             k = f["kid_inception"]
-            rows.insert(2, ("KID, InceptionV3", f"{k['kid']:.4g} ± {k['kid_std']:.2g}",
-                            f"{k['subsets']} subset pairs of {k['subset_size']}", f["fid_inception_network"]))  # fmt: skip
+            rows.insert(
+                2,
+                (
+                    "KID, InceptionV3",
+                    f"{k['kid']:.4g} ± {k['kid_std']:.2g}",
+                    f"{k['subsets']} subset pairs of {k['subset_size']}",
+                    f["fid_inception_network"],
+                ),
+            )
     if f.get("memorisation"):
         m = f["memorisation"]
-        rows.append(("Memorisation: nearest-neighbour distance ratio", _fmt(m["nn_distance_ratio"]),
-                     f"{m['num_generated']} generated vs {m['num_train']:,} training",
-                     "median distance to the nearest training image over the same among training images; "
-                     "well below 1 means copying (see the memorisation check)"))  # fmt: skip
+        rows.append(
+            (
+                "Memorisation: nearest-neighbour distance ratio",
+                _fmt(m["nn_distance_ratio"]),
+                f"{m['num_generated']} generated vs {m['num_train']:,} training",
+                (
+                    "median distance to the nearest training image over the same among training images; "
+                    "well below 1 means copying (see the memorisation check)"
+                ),
+            )
+        )
     if f.get("cas"):
         c = f["cas"]
-        rows.append(("Classification Accuracy Score", _pct(c["synthetic"]["accuracy"]),
-                     f"{c['synthetic']['num_train']:,} generated; tested on {c['num_test']:,} real",
-                     f"{c['network']}; trained on as many real images: {_pct(c['real']['accuracy'])}"))  # fmt: skip
+        rows.append(
+            (
+                "Classification Accuracy Score",
+                _pct(c["synthetic"]["accuracy"]),
+                f"{c['synthetic']['num_train']:,} generated; tested on {c['num_test']:,} real",
+                f"{c['network']}; trained on as many real images: {_pct(c['real']['accuracy'])}",
+            )
+        )
     if "reconstruction_mae" in f:
-        rows.append(("Reconstruction error", f"{f['reconstruction_mae']:.2f}", f"{f['reconstruction_num_images']} real "
-                     "(training) images", "mean absolute pixel error in grey levels (0-255), encoder's posterior "
-                     "mean decoded"))  # fmt: skip
+        rows.append(
+            (
+                "Reconstruction error",
+                f"{f['reconstruction_mae']:.2f}",
+                (f"{f['reconstruction_num_images']} real (training) images"),
+                ("mean absolute pixel error in grey levels (0-255), encoder's posterior mean decoded"),
+            )
+        )
     recon_section = ""
     if recon_b64:
-        recon_section = ("<h2>Reconstructions</h2><p>Per class, real training images (upper row) and the model's "
-                         "reconstructions of them (lower row): the posterior mean, decoded.</p>"
-                         f'<img class="grid" src="data:image/png;base64,{recon_b64}" alt="reconstructions">')  # fmt: skip
-    table = "".join(f"<tr><td>{a}</td><td><b>{b}</b></td><td>{c}</td><td>{html.escape(d)}</td></tr>" for a, b, c, d in rows)
+        recon_section = (
+            "<h2>Reconstructions</h2><p>Per class, real training images (upper row) and the model's "
+            "reconstructions of them (lower row): the posterior mean, decoded.</p>"
+            f'<img class="grid" src="data:image/png;base64,{recon_b64}" alt="reconstructions">'
+        )
+    table = "".join(
+        f"<tr><td>{a}</td><td><b>{b}</b></td><td>{c}</td><td>{html.escape(d)}</td></tr>" for a, b, c, d in rows
+    )
     names = f["class_names"]
     requested = f["requested_class_counts"] or ["-"] * len(names)
     fidelity = f["label_fidelity_per_class"] or {}
@@ -339,21 +456,27 @@ def render_html(job: Job, f: dict, stages: dict, grid_b64: str, log_rows: list[d
     bars = class_bars_svg(names, f["predicted_class_counts"], f["requested_class_counts"])
     if labelled:
         grid_title = "Samples, one row per class"
-        class_note = ("Requested: the classes the images were generated for; seen: what the domain classifier "
-                      "sees. A class that nobody sees, or one that takes everything, means collapse.")  # fmt: skip
+        class_note = (
+            "Requested: the classes the images were generated for; seen: what the domain classifier "
+            "sees. A class that nobody sees, or one that takes everything, means collapse."
+        )
     else:
         grid_title = "Samples, one row per class the domain classifier sees"
-        class_note = ("The model is unconditional, so no class was requested; seen: what the domain classifier "
-                      "sees in its images. Real data has every class: a class that nobody sees, or one that "
-                      "takes everything, means collapse.")  # fmt: skip
+        class_note = (
+            "The model is unconditional, so no class was requested; seen: what the domain classifier "
+            "sees in its images. Real data has every class: a class that nobody sees, or one that "
+            "takes everything, means collapse."
+        )
     stage_rows = ""
     if "train" in stages:
         t = stages["train"]
         stage_rows += f"<li>Training: {t.get('step')} steps, {t.get('world_size', '?')} worker(s), {_fmt(t.get('seconds'))} s</li>"
     if "generate" in stages:
         g = stages["generate"]
-        stage_rows += (f"<li>Generation: {g.get('count'):,} images in {g.get('shards')} shards; last run made "
-                       f"{g.get('generated'):,} in {_fmt(g.get('seconds'))} s ({_fmt(g.get('images_per_s'))} images/s)</li>")
+        stage_rows += (
+            f"<li>Generation: {g.get('count'):,} images in {g.get('shards')} shards; last run made "
+            f"{g.get('generated'):,} in {_fmt(g.get('seconds'))} s ({_fmt(g.get('images_per_s'))} images/s)</li>"
+        )
     if f.get("generated_source"):
         subject = f"Images from <b>{html.escape(f['generated_source'])}</b> judged against"
     else:
@@ -366,8 +489,8 @@ th{{background:#f4f4f4}}img.grid{{image-rendering:pixelated;border:1px solid #cc
 .small{{font-size:0.9em;color:#555}}</style>
 </head><body>
 <h1>synth report: {html.escape(job.output.name)}</h1>
-<p>{subject} <b>{html.escape(f['dataset'])}</b>
-({f['num_classes']} classes) at {job.data.resolution}x{job.data.resolution}, {job.data.channels} channel(s).</p>
+<p>{subject} <b>{html.escape(f["dataset"])}</b>
+({f["num_classes"]} classes) at {job.data.resolution}x{job.data.resolution}, {job.data.channels} channel(s).</p>
 <ul>{stage_rows}</ul>
 <h2>Figures</h2>
 <table><tr><th>figure</th><th>value</th><th>samples</th><th>feature network</th></tr>{table}</table>
@@ -383,7 +506,7 @@ generated images that the domain classifier assigns to the class they were gener
 {bars}
 <table><tr><th>class</th><th>requested</th><th>seen</th><th>label fidelity</th><th>FID, domain features</th></tr>{per_class}</table>
 <p class=small>Per-class FID compares each class's generated images with the real images of that class (about
-{n_real // max(f['num_classes'], 1)} of each): a class drawn badly stands out here.</p>
+{n_real // max(f["num_classes"], 1)} of each): a class drawn badly stands out here.</p>
 {filter_section(job, f, rejected_b64)}
 {cas_section(f)}
 {memorisation_section(f, nn_b64 or [])}

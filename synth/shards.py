@@ -155,7 +155,7 @@ def sample_image(fields: dict[str, bytes], where: str, mode: str | None = None) 
 
 def md5_file(path: str | Path | IO[bytes]) -> str:
     h = hashlib.md5()
-    with (open(path, "rb") if isinstance(path, (str, Path)) else path) as fh:
+    with open(path, "rb") if isinstance(path, (str, Path)) else path as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()

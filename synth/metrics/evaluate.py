@@ -66,7 +66,7 @@ class Generated:
     store: Store | None = None
     shards: dict[str, tuple[np.ndarray, str]] = field(default_factory=dict)
 
-    def at_size(self, data: ImageDataset) -> "Generated":
+    def at_size(self, data: ImageDataset) -> Generated:
         return replace(self, images=at_data_size(self.images, data))
 
 
@@ -96,8 +96,9 @@ def read_generated(store: Store, limit: int) -> Generated:
                     labels.append(int(fields["cls"]) if "cls" in fields else UNLABELLED)
                     indices.append(int(key) if key.isdigit() else -1)
         except (OSError, tarfile.TarError) as exc:
-            raise SynthError(f"{store.where(shard_rel(name))}: cannot read the shard ({exc}); `synth verify` "
-                             "checks every shard") from None  # fmt: skip
+            raise SynthError(
+                f"{store.where(shard_rel(name))}: cannot read the shard ({exc}); `synth verify` checks every shard"
+            ) from None
         read[name] = (np.asarray(indices, dtype=np.int64), md5s.get(name, ""))
     if not images:
         raise SynthError(f"{store.where('shards')}: no samples to evaluate")
@@ -169,8 +170,10 @@ def evaluate(job: Job, out: Path, generated: Path | None = None, feature_pass=lo
     if len(fake) < 2:
         raise SynthError(f"{generated or out}: {len(fake)} generated image(s); need at least 2 to evaluate")
     if ((fake_labels != UNLABELLED) & ((fake_labels < 0) | (fake_labels >= data.num_classes))).any():
-        raise SynthError(f"{generated or out}: class labels outside 0-{data.num_classes - 1} ({data.name} has "
-                         f"{data.num_classes} classes)")  # fmt: skip
+        raise SynthError(
+            f"{generated or out}: class labels outside 0-{data.num_classes - 1} ({data.name} has "
+            f"{data.num_classes} classes)"
+        )
     real_idx = real_subset(data, ecfg.num_samples, job.seed + 1)
     real, real_labels = data.images[real_idx], data.labels[real_idx]
 
@@ -189,8 +192,8 @@ def evaluate(job: Job, out: Path, generated: Path | None = None, feature_pass=lo
     kid_size = max(2, min(ecfg.kid_subset_size, min(len(real), len(fake)) // 2))
     kid_args = {"subsets": ecfg.kid_subsets, "subset_size": kid_size, "seed": job.seed}
     figures: dict = {
-        "num_generated": int(len(fake)),
-        "num_real": int(len(real)),
+        "num_generated": len(fake),
+        "num_real": len(real),
         "dataset": data.name,
         "num_classes": data.num_classes,
         "class_names": list(data.class_names),
@@ -214,7 +217,8 @@ def evaluate(job: Job, out: Path, generated: Path | None = None, feature_pass=lo
         "fid_domain_network": DOMAIN_NAME,
         # per class: the generated images of class c against the real ones of class c
         "fid_domain_per_class": per_class_fid(f_real, real_labels, f_fake, fake_labels, data.num_classes)
-        if labelled else None,
+        if labelled
+        else None,
         "kid_domain": kernel_inception_distance(f_real, f_fake, **kid_args) if min(len(real), len(fake)) >= 2 else None,
         **inception_scores(logits_fake, logits_real, ecfg.is_splits),
         # coverage falls when a model collapses onto few modes; the real-vs-real halves give its ceiling
@@ -225,8 +229,13 @@ def evaluate(job: Job, out: Path, generated: Path | None = None, feature_pass=lo
         figures.update(inception_figures(real, gen, ecfg.inception_weights, kid_args, feature_pass))
     if generated is None:
         figures.update(reconstruction_figures(job, out, data, ecfg.num_samples, ecfg.grid_per_class))
-        figures.update(filter_grid(filter_figures(dataset_store(job, out), list(data.class_names),
-                                                  ecfg.grid_per_class), data.num_classes, ecfg.grid_per_class))
+        figures.update(
+            filter_grid(
+                filter_figures(dataset_store(job, out), list(data.class_names), ecfg.grid_per_class),
+                data.num_classes,
+                ecfg.grid_per_class,
+            )
+        )
     else:
         figures["generated_source"] = str(generated)
     if ecfg.cas:
@@ -247,28 +256,31 @@ def at_data_size(images: np.ndarray, data: ImageDataset) -> np.ndarray:
     return resize_images(images, data.images.shape[1], data.images.shape[3])
 
 
-def protocol(job: Job, data: ImageDataset, num_real: int, num_fake: int, generated: Path | None = None,
-             order: str = HEAD_ORDER) -> dict:  # fmt: skip
+def protocol(
+    job: Job, data: ImageDataset, num_real: int, num_fake: int, generated: Path | None = None, order: str = HEAD_ORDER
+) -> dict:
     """How the figures' samples were drawn and processed: enough to reproduce or compare them."""
     e = job.evaluate
     if generated is None:
-        source = (f"{num_fake:,} samples, {order}, decoded from the shards ({job.generate.format}"
-                  f"{', lossless' if job.generate.lossless else ''})")  # fmt: skip
+        source = (
+            f"{num_fake:,} samples, {order}, decoded from the shards ({job.generate.format}"
+            f"{', lossless' if job.generate.lossless else ''})"
+        )
     else:
         source = f"{num_fake:,} images of {generated}, {order}"
     return {
         "generated": source,
         "real": f"{num_real:,} of the {len(data):,} real training images of {data.name}, drawn with seed {job.seed + 1}",
         "resolution": f"{data.images.shape[1]}x{data.images.shape[2]}, {data.images.shape[3]} channel(s): generated "
-                      "images of another size are resized to it first",
+        "images of another size are resized to it first",
         "inception_resize": "clean-fid: PIL bicubic per channel on the uint8 image to 299x299, gray repeated to RGB",
         "domain_classifier": f"{DOMAIN_NAME}, {e.classifier_epochs} epochs on 90% of the real images, seed {job.seed}",
         "kid": f"cubic polynomial kernel, unbiased MMD^2 over {e.kid_subsets} random subset pairs of "
-               f"min({e.kid_subset_size:,}, half the images) images, seed {job.seed}",
+        f"min({e.kid_subset_size:,}, half the images) images, seed {job.seed}",
         "inception_score": f"{e.is_splits} splits of the images in a seeded random order",
         "prdc": "k = 5 nearest neighbours, on at most 5,000 of each",
         "memorisation": "Euclidean nearest neighbours among all training images in the domain classifier's features",
-    }  # fmt: skip
+    }
 
 
 def inception_scores(logits_fake: np.ndarray, logits_real: np.ndarray, splits: int) -> dict:
@@ -283,8 +295,9 @@ def inception_scores(logits_fake: np.ndarray, logits_real: np.ndarray, splits: i
     }
 
 
-def memorisation_figures(f_train: np.ndarray, data: ImageDataset, fake: np.ndarray, f_fake: np.ndarray,
-                         rows: int, seed: int) -> dict:  # fmt: skip
+def memorisation_figures(
+    f_train: np.ndarray, data: ImageDataset, fake: np.ndarray, f_fake: np.ndarray, rows: int, seed: int
+) -> dict:
     """The memorisation figures over every training image (``f_train``: their features), and ``rows``
     closest generated/training pairs."""
     found = memorisation(f_fake, f_train, k=3, seed=seed)
@@ -320,16 +333,32 @@ def cas_figures(job: Job, out: Path, data: ImageDataset, generated: Path | None 
     fake = at_data_size(fake, data)
     total = cas_images_seen(n, n, e.cas_epochs)
     with Progress("CAS classifiers", total, "img") as bar:
-        result = classification_accuracy_score((fake[:n], fake_labels[:n]), (data.images[keep], data.labels[keep]),
-                                               (test.images, test.labels), data.num_classes, e.cas_epochs, job.seed,
-                                               progress=bar.update)  # fmt: skip
-    found = {"cas": {**result.to_dict(), "test_set": f"{test.name}: {len(test):,} real test images",
-                     "protocol": f"{n:,} generated images, {how}; {n:,} real training images drawn with seed "
-                                 f"{job.seed + 3}; "
-                                 f"{e.cas_epochs} epochs, batch 128, seed {job.seed} for every classifier"}}  # fmt: skip
+        result = classification_accuracy_score(
+            (fake[:n], fake_labels[:n]),
+            (data.images[keep], data.labels[keep]),
+            (test.images, test.labels),
+            data.num_classes,
+            e.cas_epochs,
+            job.seed,
+            progress=bar.update,
+        )
+    found = {
+        "cas": {
+            **result.to_dict(),
+            "test_set": f"{test.name}: {len(test):,} real test images",
+            "protocol": f"{n:,} generated images, {how}; {n:,} real training images drawn with seed "
+            f"{job.seed + 3}; "
+            f"{e.cas_epochs} epochs, batch 128, seed {job.seed} for every classifier",
+        }
+    }
     if e.cas_table:
-        found["cas_table"] = cas_table_figures(job, (fake, fake_labels), (data.images[keep], data.labels[keep]),
-                                               (test.images, test.labels), data.num_classes)  # fmt: skip
+        found["cas_table"] = cas_table_figures(
+            job,
+            (fake, fake_labels),
+            (data.images[keep], data.labels[keep]),
+            (test.images, test.labels),
+            data.num_classes,
+        )
     return found
 
 
@@ -344,13 +373,17 @@ def cas_table_figures(job: Job, fake, real, test, num_classes: int) -> dict:
     rows = []
     with Progress("CAS table", total, "img") as bar:
         for network in e.cas_networks:
-            rows += cas_table(fake, real, test, num_classes, e.cas_epochs, seeds, network, bar.update, arms,
-                              subset_seed=job.seed + 4)  # fmt: skip
-    return {"rows": rows, "networks": {n: NETWORKS[n][1] for n in e.cas_networks},
-            "protocol": f"real images: a class-stratified subset of the {len(real[1]):,} above (seed {job.seed + 4}); "
-                        f"generated images: the first of the {len(fake[1]):,} read as above; {e.cas_epochs} epochs, "
-                        "more for smaller sets so that every row takes as many steps as the real row; classifier "
-                        f"seeds {', '.join(map(str, seeds))}"}  # fmt: skip
+            rows += cas_table(
+                fake, real, test, num_classes, e.cas_epochs, seeds, network, bar.update, arms, subset_seed=job.seed + 4
+            )
+    return {
+        "rows": rows,
+        "networks": {n: NETWORKS[n][1] for n in e.cas_networks},
+        "protocol": f"real images: a class-stratified subset of the {len(real[1]):,} above (seed {job.seed + 4}); "
+        f"generated images: the first of the {len(fake[1]):,} read as above; {e.cas_epochs} epochs, "
+        "more for smaller sets so that every row takes as many steps as the real row; classifier "
+        f"seeds {', '.join(map(str, seeds))}",
+    }
 
 
 def load_through_loader(url: str, limit: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -375,8 +408,15 @@ def domain_classifier(data: ImageDataset, epochs: int, seed: int, network: str =
     trained the same way: generate.filter's ``fast``): from the cache when one was trained on the same
     data, else trained."""
     what = "domain classifier" if network == "cnn" else f"{network} classifier"
-    clf = cached_train_classifier(data.images, data.labels, data.num_classes, epochs, seed,
-                                  progress_bar=lambda total: Progress(what, total, "img"), network=network)  # fmt: skip
+    clf = cached_train_classifier(
+        data.images,
+        data.labels,
+        data.num_classes,
+        epochs,
+        seed,
+        progress_bar=lambda total: Progress(what, total, "img"),
+        network=network,
+    )
     if clf.from_cache:
         note(f"{what}: loaded from the cache (trained before on the same data and settings)")
     return clf
@@ -408,7 +448,7 @@ def reconstruction_figures(job: Job, out: Path, data: ImageDataset, n: int, per_
     real_rows, recon_rows = (class_grid(x, labels, k, per_class) for x in (images, recon))
     grid = np.stack([real_rows.reshape(k, h, *real_rows.shape[1:]), recon_rows.reshape(k, h, *recon_rows.shape[1:])], 1)
     grid = grid.reshape(2 * k * h, *real_rows.shape[1:])  # per class: the real row, then its reconstructions
-    return {"reconstruction_mae": mae, "reconstruction_num_images": int(len(images)), "reconstruction_grid": grid}
+    return {"reconstruction_mae": mae, "reconstruction_num_images": len(images), "reconstruction_grid": grid}
 
 
 PRDC_MAX = 5000  # k-NN on dense distance matrices: 3 of N x N float64, 200 MB each at this size
@@ -423,12 +463,13 @@ def manifold_figures(f_real: np.ndarray, f_fake: np.ndarray, k: int = 5) -> dict
     return {
         "prdc_domain": features_to_prdc(f_real, f_fake, k),
         "prdc_domain_real_vs_real": features_to_prdc(*halves, k) if min(map(len, halves)) > k else None,
-        "prdc_num_samples": [int(len(f_real)), int(len(f_fake))],
+        "prdc_num_samples": [len(f_real), len(f_fake)],
     }
 
 
-def inception_figures(real: np.ndarray, gen: Generated, weights: str | None, kid_args: dict,
-                       feature_pass=local_pass) -> dict:  # fmt: skip
+def inception_figures(
+    real: np.ndarray, gen: Generated, weights: str | None, kid_args: dict, feature_pass=local_pass
+) -> dict:
     """Standard FID and KID. The generated images' features come from the generation workers where they
     stored them (features.stored_features), the real images' from the cache (synth.cache) when computed
     before; the rest from ``feature_pass``."""
@@ -453,18 +494,24 @@ def inception_figures(real: np.ndarray, gen: Generated, weights: str | None, kid
         with Progress("inception features, real", len(real), "img") as bar:
             return run(real, bar.update)
 
-    f_real, hit = cache.memoize("features", (key, real), real_features,
-                                lambda f: cache.encode_array(f.astype(np.float32)),
-                                lambda data: cache.decode_array(data).astype(np.float64))  # fmt: skip
+    f_real, hit = cache.memoize(
+        "features",
+        (key, real),
+        real_features,
+        lambda f: cache.encode_array(f.astype(np.float32)),
+        lambda data: cache.decode_array(data).astype(np.float64),
+    )
     if hit:
         note(f"inception features of the {len(real):,} real images: loaded from the cache")
     return {
         "fid_inception": features_to_fid(f_real, f_fake),
-        "kid_inception": kernel_inception_distance(f_real, f_fake, **kid_args) if min(len(real), len(fake)) >= 2 else None,
+        "kid_inception": kernel_inception_distance(f_real, f_fake, **kid_args)
+        if min(len(real), len(fake)) >= 2
+        else None,
         "fid_inception_network": INCEPTION_NAME,
         "fid_inception_weights": str(net.weights_path),
-        "fid_inception_num_real": int(len(real)),
-        "fid_inception_num_generated": int(len(fake)),
+        "fid_inception_num_real": len(real),
+        "fid_inception_num_generated": len(fake),
         "fid_inception_real_from_cache": hit,
         "fid_inception_generated_stored": stored,
     }
@@ -480,7 +527,7 @@ def filter_grid(found: dict, num_classes: int, per_class: int) -> dict:
 
 def class_grid(images: np.ndarray, labels: np.ndarray, num_classes: int, per_class: int) -> np.ndarray:
     """uint8 (rows*H, cols*W, C): one row per class, ``per_class`` samples each (black where short)."""
-    n, h, w, c = images.shape
+    _n, h, w, c = images.shape
     grid = np.zeros((num_classes * h, per_class * w, c), dtype=np.uint8)
     for k in range(num_classes):
         for j, i in enumerate(np.flatnonzero(labels == k)[:per_class]):

@@ -52,8 +52,9 @@ def feature_key(extractor: InceptionFeatures, size: int, channels: int) -> str:
 _EXTRACTORS: dict[str, InceptionFeatures] = {}
 
 
-def extractor(weights: str | None = None, data: bytes | None = None, digest: str | None = None,
-              device: str = "cpu") -> InceptionFeatures:  # fmt: skip
+def extractor(
+    weights: str | None = None, data: bytes | None = None, digest: str | None = None, device: str = "cpu"
+) -> InceptionFeatures:
     """The Inception network, loaded once per process (from ``weights`` or from ``data`` with its ``digest``)."""
     path = None if data is not None else inception_weights_path(weights)
     key = f"{digest if data is not None else path}@{device}"
@@ -97,8 +98,14 @@ class FeatureTarget:
     digest: str
 
 
-def shard_features(target: FeatureTarget, indices: list[int], images: list[np.ndarray], weights: bytes,
-                   shard_md5: str, device: str = "cpu") -> bytes:  # fmt: skip
+def shard_features(
+    target: FeatureTarget,
+    indices: list[int],
+    images: list[np.ndarray],
+    weights: bytes,
+    shard_md5: str,
+    device: str = "cpu",
+) -> bytes:
     """The stored features of a shard's leading samples (decoded images, as evaluation reads them)."""
     from synth.data import resize_images
 
@@ -128,7 +135,9 @@ def decode_stored(data: bytes) -> tuple[np.ndarray, np.ndarray, dict]:
 UNREADABLE = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
 
 
-def stored_features(store, shards: dict[str, tuple[np.ndarray, str]], key: str) -> tuple[dict[str, np.ndarray], list[str]]:
+def stored_features(
+    store, shards: dict[str, tuple[np.ndarray, str]], key: str
+) -> tuple[dict[str, np.ndarray], list[str]]:
     """Per shard, the stored features of the given samples: ``shards`` maps a shard's name to (the
     indices of its samples judged, the shard's md5). Returns ({name: (len(indices), 2048) float64,
     NaN rows where nothing usable is stored}, [unreadable feature files]).
@@ -161,4 +170,4 @@ def fill_missing(features: np.ndarray, images: np.ndarray, run: FeaturePass, pro
     missing = np.flatnonzero(np.isnan(features).any(axis=1))
     if len(missing):
         features[missing] = run(images[missing], progress)
-    return int(len(missing))
+    return len(missing)

@@ -102,8 +102,15 @@ class InceptionFeatures:
 
     name = INCEPTION_NAME
 
-    def __init__(self, weights: Path | None = None, batch_size: int = 50, device: str = "cpu", *,
-                 data: bytes | None = None, digest: str | None = None):  # fmt: skip
+    def __init__(
+        self,
+        weights: Path | None = None,
+        batch_size: int = 50,
+        device: str = "cpu",
+        *,
+        data: bytes | None = None,
+        digest: str | None = None,
+    ):
         """Load ``weights`` (default: ``inception_weights_path()``), or the file's ``data`` as bytes
         with its ``digest`` (a Ray task gets the weights this way, not from its node's disk)."""
         path = None if data is not None else Path(weights or inception_weights_path())
@@ -117,7 +124,9 @@ class InceptionFeatures:
                 self.model.eval()
         except (RuntimeError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise SynthError(f"{path or 'the Inception weights'}: not a TorchScript InceptionV3 file ({first})") from None
+            raise SynthError(
+                f"{path or 'the Inception weights'}: not a TorchScript InceptionV3 file ({first})"
+            ) from None
         self.layers = self.model.net.layers if hasattr(self.model, "net") else self.model.layers
         self.batch_size, self.device = batch_size, device
 
@@ -139,7 +148,12 @@ class InceptionFeatures:
 
 
 def per_class_fid(
-    real: np.ndarray, real_labels: np.ndarray, fake: np.ndarray, fake_labels: np.ndarray, num_classes: int, min_count: int = 10
+    real: np.ndarray,
+    real_labels: np.ndarray,
+    fake: np.ndarray,
+    fake_labels: np.ndarray,
+    num_classes: int,
+    min_count: int = 10,
 ) -> list[float | None]:
     """FID between the real and the generated features of each class (None where either side has
     fewer than ``min_count``): a class the model draws badly shows here, where the overall figure

@@ -55,17 +55,19 @@ def filter_figures(store: Store, class_names: list[str], per_class: int) -> dict
     for c, name in enumerate(class_names):
         mine = labels == c
         n = int(mine.sum())
-        rows.append({
-            "class": name,
-            "kept": n,
-            "drawn": int(drawn[mine].sum()),
-            "drawn_per_kept": float(drawn[mine].mean()) if n else None,
-            "kept_score_median": float(np.median(scores[mine])) if n else None,
-            "rejected": int(((r_asked == c) & turned_down).sum()),  # not accepted by the classifier
-            "outranked": int(((r_asked == c) & r_won).sum()),  # accepted, less confident than the one kept
-            # what the classifier saw in the candidates of this class it did not accept: the class they drift to
-            "rejected_seen_as": np.bincount(r_seen[(r_asked == c) & turned_down], minlength=k).tolist(),
-        })  # fmt: skip
+        rows.append(
+            {
+                "class": name,
+                "kept": n,
+                "drawn": int(drawn[mine].sum()),
+                "drawn_per_kept": float(drawn[mine].mean()) if n else None,
+                "kept_score_median": float(np.median(scores[mine])) if n else None,
+                "rejected": int(((r_asked == c) & turned_down).sum()),  # not accepted by the classifier
+                "outranked": int(((r_asked == c) & r_won).sum()),  # accepted, less confident than the one kept
+                # what the classifier saw in the candidates of this class it did not accept: the class they drift to
+                "rejected_seen_as": np.bincount(r_seen[(r_asked == c) & turned_down], minlength=k).tolist(),
+            }
+        )
     return {
         "filter": {
             "kept": len(labels),
@@ -79,7 +81,8 @@ def filter_figures(store: Store, class_names: list[str], per_class: int) -> dict
             "logs_found": len(rejected_scores),
         },
         # a few rejected candidates per class asked for, for the report's grid: uint8 NHWC, and their classes
-        "filter_rejected": (np.stack([im for row in images for im in row]) if any(images) else None,
-                            np.asarray([c for c, row in enumerate(images) for _ in row], dtype=np.int64)),
+        "filter_rejected": (
+            np.stack([im for row in images for im in row]) if any(images) else None,
+            np.asarray([c for c, row in enumerate(images) for _ in row], dtype=np.int64),
+        ),
     }
-

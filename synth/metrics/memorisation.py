@@ -36,9 +36,7 @@ def nearest_neighbours(
     return np.concatenate(dists), np.concatenate(idxs)
 
 
-def memorisation(
-    fake: np.ndarray, train: np.ndarray, k: int = 3, num_real: int = 1000, seed: int = 0
-) -> dict:
+def memorisation(fake: np.ndarray, train: np.ndarray, k: int = 3, num_real: int = 1000, seed: int = 0) -> dict:
     """Nearest training images of every generated one, against the real-to-real baseline.
 
     Returns {distances, indices} of each generated image's ``k`` nearest training images, and
@@ -61,7 +59,7 @@ def memorisation(
         "nn_distance_ratio": median_fake / median_real if median_real > 0 else None,
         "real_nn_distance_p1": p1,
         "share_nearer_than_real_p1": float((dist[:, 0] < p1).mean()),
-        "num_generated": int(len(fake)),
-        "num_train": int(len(train)),
-        "num_real_baseline": int(len(sample)),
+        "num_generated": len(fake),
+        "num_train": len(train),
+        "num_real_baseline": len(sample),
     }

@@ -7,6 +7,7 @@ metric boundaries they are uint8 NHWC (see ``to_uint8``/``from_uint8``).
 from __future__ import annotations
 
 import copy
+import itertools
 
 import numpy as np
 import torch
@@ -121,7 +122,7 @@ def slerp_path(points: torch.Tensor, steps: int) -> torch.Tensor:
         raise ValueError("an interpolation needs at least 2 points and 2 steps")
     out = [points[:1]]
     t = torch.linspace(0.0, 1.0, steps, dtype=points.dtype)[1:, None]
-    for a, b in zip(points[:-1], points[1:]):
+    for a, b in itertools.pairwise(points):
         cos = (a @ b / (a.norm() * b.norm())).clamp(-1.0, 1.0)
         theta = torch.arccos(cos)
         if theta.abs() < 1e-4:  # (nearly) parallel: slerp's 0/0; the straight line is the same path

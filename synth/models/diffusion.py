@@ -369,8 +369,17 @@ def sample_ddim(
 
 
 def diffusion_config(spec, shape: ImageShape) -> DiffusionConfig:
-    return DiffusionConfig(shape.resolution, shape.channels, shape.num_classes, spec.width, spec.conditional,
-                           spec.timesteps, spec.schedule, spec.p_uncond, spec.attention)  # fmt: skip
+    return DiffusionConfig(
+        shape.resolution,
+        shape.channels,
+        shape.num_classes,
+        spec.width,
+        spec.conditional,
+        spec.timesteps,
+        spec.schedule,
+        spec.p_uncond,
+        spec.attention,
+    )
 
 
 class DiffusionFamily(Family):
@@ -417,8 +426,9 @@ class DiffusionFamily(Family):
             guidance = torch.from_numpy(guidance).float()
         if sampling.sampler == "ddpm":
             return sample_ddpm(net, schedule, seeds, labels, guidance, forward_batch=len(seeds))
-        return sample_ddim(net, schedule, seeds, labels, sampling.steps, sampling.eta, guidance,
-                           forward_batch=len(seeds))  # fmt: skip
+        return sample_ddim(
+            net, schedule, seeds, labels, sampling.steps, sampling.eta, guidance, forward_batch=len(seeds)
+        )
 
     def latents(self, net, seeds: np.ndarray) -> torch.Tensor:
         """Each seed's x_T (as ``sample`` draws it), flattened."""
@@ -432,7 +442,9 @@ class DiffusionFamily(Family):
         x_T = z.view(len(z), cfg.channels, cfg.resolution, cfg.resolution).to(device)
         y = torch.from_numpy(np.ascontiguousarray(labels, dtype=np.int64)).to(device)
         timesteps = ddim_timesteps(cfg.timesteps, sampling.steps)
-        return denoise(net, self.schedule(cfg), x_T, y, timesteps, 0.0, central(sampling.guidance), forward_batch=len(z))
+        return denoise(
+            net, self.schedule(cfg), x_T, y, timesteps, 0.0, central(sampling.guidance), forward_batch=len(z)
+        )
 
     def sampling_record(self, sampling: Sampling) -> dict:
         record = {"sampler": sampling.sampler, "guidance": sampling.guidance}

@@ -224,8 +224,16 @@ def diff_augment(x: torch.Tensor, policy: tuple[str, ...], gen: torch.Generator)
 
 
 def gan_config(spec, shape: ImageShape) -> GanConfig:
-    return GanConfig(shape.resolution, shape.channels, shape.num_classes, spec.latent_dim, spec.width,
-                     spec.conditional, spec.spectral_norm, spec.upsample)  # fmt: skip
+    return GanConfig(
+        shape.resolution,
+        shape.channels,
+        shape.num_classes,
+        spec.latent_dim,
+        spec.width,
+        spec.conditional,
+        spec.spectral_norm,
+        spec.upsample,
+    )
 
 
 class GanFamily(Family):
@@ -241,8 +249,10 @@ class GanFamily(Family):
 
     def optimizers(self, nets, train) -> dict[str, torch.optim.Optimizer]:
         betas = (train.beta1, train.beta2)
-        return {"opt_g": torch.optim.Adam(nets["G"].parameters(), lr=train.lr_g, betas=betas),
-                "opt_d": torch.optim.Adam(nets["D"].parameters(), lr=train.lr_d, betas=betas)}  # fmt: skip
+        return {
+            "opt_g": torch.optim.Adam(nets["G"].parameters(), lr=train.lr_g, betas=betas),
+            "opt_d": torch.optim.Adam(nets["D"].parameters(), lr=train.lr_d, betas=betas),
+        }
 
     def train_step(self, nets, opts, data: StepData, backward) -> dict[str, torch.Tensor]:
         G, D, spec = nets["G"], nets["D"], data.spec
@@ -274,8 +284,12 @@ class GanFamily(Family):
         opts["opt_g"].zero_grad(set_to_none=True)
         backward(loss_g)
         opts["opt_g"].step()
-        return {"loss_d": loss_d.detach(), "loss_g": loss_g.detach(),
-                "d_real": scores[:n].mean().detach(), "d_fake": scores[n:].mean().detach()}  # fmt: skip
+        return {
+            "loss_d": loss_d.detach(),
+            "loss_g": loss_g.detach(),
+            "d_real": scores[:n].mean().detach(),
+            "d_fake": scores[n:].mean().detach(),
+        }
 
     def build_sampler(self, model_config: dict) -> nn.Module:
         from synth.spec import model_from_config
@@ -298,8 +312,9 @@ class GanFamily(Family):
     def latents(self, net, seeds: np.ndarray) -> torch.Tensor:
         return latents_for_seeds(seeds, net.cfg.latent_dim)
 
-    def decode_latents(self, net, z: torch.Tensor, labels: np.ndarray, sampling: Sampling,
-                       scaled: bool = False) -> torch.Tensor:  # fmt: skip
+    def decode_latents(
+        self, net, z: torch.Tensor, labels: np.ndarray, sampling: Sampling, scaled: bool = False
+    ) -> torch.Tensor:
         """``scaled``: ``z`` is already truncated (``scaled_latents``), else scaled here by ``central(truncation)``."""
         truncation = central(sampling.truncation)
         if not scaled and truncation != 1.0:

@@ -246,8 +246,9 @@ class VaeFamily(Family):
 
 
 def vae_config(spec, shape: ImageShape) -> VaeConfig:
-    return VaeConfig(shape.resolution, shape.channels, shape.num_classes, spec.latent_dim, spec.width,
-                     spec.conditional, spec.beta)  # fmt: skip
+    return VaeConfig(
+        shape.resolution, shape.channels, shape.num_classes, spec.latent_dim, spec.width, spec.conditional, spec.beta
+    )
 
 
 FAMILY = VaeFamily()

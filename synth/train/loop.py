@@ -132,12 +132,15 @@ def train(job: Job, out_dir: str | Path, log_lines: bool = True, use_gpu: bool |
     ema.shadow.to(accelerator.device)
     device = accelerator.device
     labels_all = torch.from_numpy(data.labels)
-    curves = TrainLog(out_dir / "train_log.csv", family.log_fields, accelerator.is_main_process, start, tcfg.steps,
-                      log_lines)  # fmt: skip
+    curves = TrainLog(
+        out_dir / "train_log.csv", family.log_fields, accelerator.is_main_process, start, tcfg.steps, log_lines
+    )
     if accelerator.is_main_process and log_lines:
         precision = f" ({tcfg.mixed_precision})" if tcfg.mixed_precision != "no" else ""
-        log.info(f"[synth train] {job.model.name}: {len(data)} images, {data.num_classes} classes, {world} worker(s) "
-                 f"on {device}{precision}; steps {start}->{tcfg.steps}")  # fmt: skip
+        log.info(
+            f"[synth train] {job.model.name}: {len(data)} images, {data.num_classes} classes, {world} worker(s) "
+            f"on {device}{precision}; steps {start}->{tcfg.steps}"
+        )
 
     sampler = accelerator.unwrap_model(nets[sampler_key])  # once: unwrap_model looks for DeepSpeed on disk each call
 
@@ -148,9 +151,12 @@ def train(job: Job, out_dir: str | Path, log_lines: bool = True, use_gpu: bool |
         world_size, diff = replica_max_diff(list(nets.values()))
         if accelerator.is_main_process:
             ckpt.save_training_checkpoint(
-                folder, step, {**unwrapped(), f"{sampler_key}_ema": ema.shadow}, opts,
+                folder,
+                step,
+                {**unwrapped(), f"{sampler_key}_ema": ema.shadow},
+                opts,
                 {"model_config": mcfg, "world_size": world_size, "replica_max_diff": diff, "job_seed": job.seed},
-            )  # fmt: skip
+            )
         accelerator.wait_for_everyone()
 
     for step in range(start, tcfg.steps):
@@ -195,8 +201,15 @@ def export_sampler(family, sampler_ema, mcfg: dict, job: Job, step: int, folder:
 class TrainLog:
     """Loss curves: CSV always (appending on resume), TensorBoard when installed. Main process only."""
 
-    def __init__(self, path: Path, fields: tuple[str, ...], active: bool, start_step: int, total_steps: int,
-                 log_lines: bool = True):  # fmt: skip
+    def __init__(
+        self,
+        path: Path,
+        fields: tuple[str, ...],
+        active: bool,
+        start_step: int,
+        total_steps: int,
+        log_lines: bool = True,
+    ):
         self.active, self.total, self.log_lines = active, total_steps, log_lines
         self.fields = ["step", *fields, "images_per_s", "elapsed_s"]
         self.start = self.last = time.perf_counter()
@@ -206,7 +219,7 @@ class TrainLog:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
         new = not path.exists()
-        self.fh = open(path, "a", newline="")
+        self.fh = open(path, "a", newline="")  # noqa: SIM115 -- open for the run, closed by close()
         self.writer = csv.writer(self.fh)
         if new:
             self.writer.writerow(self.fields)
@@ -214,7 +227,7 @@ class TrainLog:
             from torch.utils.tensorboard import SummaryWriter
 
             self.tb = SummaryWriter(str(path.parent / "tensorboard"))
-        except Exception:  # tensorboard not installed: CSV only
+        except Exception:  # noqa: BLE001 -- tensorboard not installed: CSV only
             self.tb = None
 
     def write(self, step: int, figures: list[float], global_batch: int) -> dict:

@@ -33,5 +33,5 @@ print("same features")
 
 
 def test_ray_pass_matches_local():
-    proc = subprocess.run([sys.executable, "-c", CHECK], capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([sys.executable, "-c", CHECK], capture_output=True, text=True, check=False, timeout=600)
     assert proc.returncode == 0 and "same features" in proc.stdout, proc.stderr[-3000:]

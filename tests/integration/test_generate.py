@@ -26,9 +26,20 @@ from synth.shards import md5_file
 
 from ..conftest import QUICKSTART, ROOT, run_cli
 
-TRAIN = ["--set", "data.limit=1000", "--set", "train.steps=30", "--set", "train.log_every=10",
-         "--set", "train.checkpoint_every=30", "--set", "output.name=gen",
-         "--set", "evaluate.features_at_generation=false"]  # fmt: skip (tests/unit/test_features.py has them)
+TRAIN = [
+    "--set",
+    "data.limit=1000",
+    "--set",
+    "train.steps=30",
+    "--set",
+    "train.log_every=10",
+    "--set",
+    "train.checkpoint_every=30",
+    "--set",
+    "output.name=gen",
+    "--set",
+    "evaluate.features_at_generation=false",
+]  # tests/unit/test_features.py has them
 # 10,000 images in 10 shards: long enough (several seconds) to interrupt mid-way
 GEN = TRAIN + ["--set", "generate.count=10000", "--set", "generate.shard_size=1000", "--set", "generate.batch_size=250"]
 
@@ -63,9 +74,13 @@ def start_generate(out: Path, *extra: str) -> subprocess.Popen:
     """`synth generate` in its own session, so the test can stop it (and only it, with its Ray) by group id."""
     return subprocess.Popen(
         [sys.executable, "-m", "synth.cli", "generate", str(QUICKSTART), "--out", str(out), *GEN, *extra],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-        preexec_fn=_interruptible,
-    )  # fmt: skip
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=_interruptible,  # noqa: PLW1509 -- the child has no threads yet when it runs
+    )
 
 
 def _interruptible() -> None:
@@ -207,7 +222,9 @@ def test_five_readers_see_the_same_samples(reference):
     loader = torch.utils.data.DataLoader(synth.open_dataset(str(reference), seed=1), batch_size=500, num_workers=2)
     labels, count = [], 0
     for images, y in loader:
-        assert images.dtype == torch.float32 and images.shape[1:] == (1, 28, 28) and 0 <= images.min() <= images.max() <= 1
+        assert (
+            images.dtype == torch.float32 and images.shape[1:] == (1, 28, 28) and 0 <= images.min() <= images.max() <= 1
+        )
         labels.append(y)
         count += len(y)
     got = torch.cat(labels).numpy()
@@ -216,10 +233,14 @@ def test_five_readers_see_the_same_samples(reference):
 
     # Ray Data in a child interpreter with its own Ray: this module kills Rays of CLI runs, and a Ray
     # kept in the test process across that once hung (tests/conftest.py: ray_in_process)
-    read = ("import json, sys, ray; ray.init(num_cpus=2, include_dashboard=False, logging_level='ERROR'); "
-            "rows = ray.data.read_webdataset(sys.argv[1:]).select_columns(['__key__', 'cls']).take_all(); "
-            "print(json.dumps([[r['__key__'], int(r['cls'])] for r in rows]))")
-    child = subprocess.run([sys.executable, "-c", read, *shards], capture_output=True, text=True, timeout=300, check=False)
+    read = (
+        "import json, sys, ray; ray.init(num_cpus=2, include_dashboard=False, logging_level='ERROR'); "
+        "rows = ray.data.read_webdataset(sys.argv[1:]).select_columns(['__key__', 'cls']).take_all(); "
+        "print(json.dumps([[r['__key__'], int(r['cls'])] for r in rows]))"
+    )
+    child = subprocess.run(
+        [sys.executable, "-c", read, *shards], capture_output=True, text=True, timeout=300, check=False
+    )
     assert child.returncode == 0, child.stderr[-3000:]
     rows = json.loads(child.stdout.strip().splitlines()[-1])
     assert sorted((key, cls) for key, cls in rows) == expected
@@ -229,8 +250,18 @@ def test_quota_augment_webp_to_file_url_then_verify(trained, tmp_path):
     """The digits-augmented job, smaller, written to a file:// URL; verify passes, then names damaged shards."""
     out = copy_of(trained, tmp_path / "out")
     dataset = tmp_path / "dataset"
-    args = [str(ROOT / "jobs" / "digits-augmented.yaml"), "--out", str(out), *TRAIN, "--set", "generate.count=1200",
-            "--set", "generate.shard_size=250", "--set", f"output.url=file://{dataset}"]  # fmt: skip
+    args = [
+        str(ROOT / "jobs" / "digits-augmented.yaml"),
+        "--out",
+        str(out),
+        *TRAIN,
+        "--set",
+        "generate.count=1200",
+        "--set",
+        "generate.shard_size=250",
+        "--set",
+        f"output.url=file://{dataset}",
+    ]
     proc = run_cli("generate", *args)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"under file://{dataset}/shards" in proc.stdout

@@ -25,9 +25,18 @@ def covered_by(job):
 
 RUN = [j for j in JOBS if covered_by(j) is None]
 # CAS is left to test_run_cli: it trains classifiers on the images, whatever the family made them
-TINY = ["train.steps=6", "train.log_every=3", "train.checkpoint_every=3", "data.limit=300", "generate.count=60",
-        "generate.shard_size=30", "evaluate.num_samples=30", "evaluate.inception=false",
-        "evaluate.classifier_epochs=1", "evaluate.cas=false"]  # fmt: skip
+TINY = [
+    "train.steps=6",
+    "train.log_every=3",
+    "train.checkpoint_every=3",
+    "data.limit=300",
+    "generate.count=60",
+    "generate.shard_size=30",
+    "evaluate.num_samples=30",
+    "evaluate.inception=false",
+    "evaluate.classifier_epochs=1",
+    "evaluate.cas=false",
+]
 
 
 @pytest.mark.parametrize("job", RUN, ids=lambda p: p.stem)
@@ -52,7 +61,9 @@ def test_job_runs_end_to_end(tmp_path, job, cli_on_one_ray):
     has_encoder = spec.model.name in ("vae", "beta_vae", "cvae")  # the report shows reconstructions
     assert (out / "report_reconstructions.png").is_file() == has_encoder
     if has_encoder:
-        assert 0 < report["figures"]["reconstruction_mae"] < 255 and "Reconstructions" in (out / "report.html").read_text()
+        assert (
+            0 < report["figures"]["reconstruction_mae"] < 255 and "Reconstructions" in (out / "report.html").read_text()
+        )
 
 
 @pytest.mark.parametrize("job", [j for j in JOBS if j not in RUN], ids=lambda p: p.stem)

@@ -17,11 +17,27 @@ from synth.shards import md5_file
 from ..conftest import QUICKSTART, hash_classifier, members, run_cli
 
 TINY = [
-    "--set", "data.limit=1000", "--set", "train.steps=40", "--set", "train.log_every=10",
-    "--set", "train.checkpoint_every=20", "--set", "generate.count=230", "--set", "generate.shard_size=50",
-    "--set", "generate.batch_size=16", "--set", "evaluate.num_samples=40", "--set", "evaluate.classifier_epochs=1",
-    "--set", "output.name=tiny",
-]  # fmt: skip
+    "--set",
+    "data.limit=1000",
+    "--set",
+    "train.steps=40",
+    "--set",
+    "train.log_every=10",
+    "--set",
+    "train.checkpoint_every=20",
+    "--set",
+    "generate.count=230",
+    "--set",
+    "generate.shard_size=50",
+    "--set",
+    "generate.batch_size=16",
+    "--set",
+    "evaluate.num_samples=40",
+    "--set",
+    "evaluate.classifier_epochs=1",
+    "--set",
+    "output.name=tiny",
+]
 
 
 @pytest.fixture(scope="module")
@@ -92,8 +108,14 @@ def test_report_has_kid_is_cas_memorisation_and_protocol(tiny_run):
     assert cas["gap"] == pytest.approx(cas["real"]["accuracy"] - cas["synthetic"]["accuracy"])
     assert set(f["protocol"]) >= {"generated", "real", "inception_resize", "kid", "memorisation"}
     page = (out / "report.html").read_text()
-    for section in ("Classification Accuracy Score", "Memorisation check", "Protocol", "KID, InceptionV3",
-                    "Inception Score, domain classifier", "FID, domain features</th>"):
+    for section in (
+        "Classification Accuracy Score",
+        "Memorisation check",
+        "Protocol",
+        "KID, InceptionV3",
+        "Inception Score, domain classifier",
+        "FID, domain features</th>",
+    ):
         assert section in page, section
     assert page.count("<svg") == 2  # the per-class bar chart and the loss curves
 
@@ -142,8 +164,20 @@ def test_evaluate_other_images_folder_and_shards_agree(tiny_run, tmp_path, cli_o
                     label = int(tar.extractfile(f"{key}.cls").read())
                     (folder / str(label)).mkdir(parents=True, exist_ok=True)
                     (folder / str(label) / m.name).write_bytes(tar.extractfile(m).read())
-    common = ["--real", "mnist_subset", "--set", "data.limit=1000", "--set", "evaluate.num_samples=230",
-              "--set", "evaluate.classifier_epochs=1", "--set", "evaluate.inception=false", "--set", "evaluate.cas=false"]
+    common = [
+        "--real",
+        "mnist_subset",
+        "--set",
+        "data.limit=1000",
+        "--set",
+        "evaluate.num_samples=230",
+        "--set",
+        "evaluate.classifier_epochs=1",
+        "--set",
+        "evaluate.inception=false",
+        "--set",
+        "evaluate.cas=false",
+    ]
     figures = []
     for source, rep in ((folder, "from-folder"), (out / "shards", "from-shards")):
         proc = cli_on_one_ray("evaluate", "--generated", str(source), "--out", str(tmp_path / rep), *common)
@@ -198,9 +232,19 @@ def test_same_bytes_with_other_workers_and_batch(tiny_run, cli_on_one_ray):
         p.unlink()
     for p in (out / ".synth" / "parts").glob("*"):
         p.unlink()
-    proc = cli_on_one_ray("generate", str(QUICKSTART), "--out", str(out), *TINY,
-                   "--set", "resources.generate_tasks=1", "--set", "resources.generate_cpus=2",
-                   "--set", "generate.batch_size=7")
+    proc = cli_on_one_ray(
+        "generate",
+        str(QUICKSTART),
+        "--out",
+        str(out),
+        *TINY,
+        "--set",
+        "resources.generate_tasks=1",
+        "--set",
+        "resources.generate_cpus=2",
+        "--set",
+        "generate.batch_size=7",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "230 new" in proc.stdout
     assert shard_md5s(out) == before
@@ -211,12 +255,16 @@ def test_resources_beyond_the_embedded_ray_are_one_line(tiny_run):
     before = shard_md5s(out)
     gen = run_cli("generate", str(QUICKSTART), "--out", str(out), *TINY, "--set", "resources.generate_cpus=512")
     assert gen.returncode == 2 and "Traceback" not in gen.stderr
-    assert re.search(r"resources.generate_cpus: 512 per task, but the cluster has \d+ CPUs? \(an embedded Ray cannot "
-                     r"add nodes\)$", gen.stderr.strip().splitlines()[-1])  # fmt: skip
+    assert re.search(
+        r"resources.generate_cpus: 512 per task, but the cluster has \d+ CPUs? \(an embedded Ray cannot "
+        r"add nodes\)$",
+        gen.stderr.strip().splitlines()[-1],
+    )
     assert shard_md5s(out) == before
     claimed = (out / ".synth" / "job.json").read_bytes()
-    train = run_cli("train", str(QUICKSTART), "--out", str(out), *TINY, "--set", "train.num_workers=64",
-                    "--set", "train.steps=60")  # fmt: skip
+    train = run_cli(
+        "train", str(QUICKSTART), "--out", str(out), *TINY, "--set", "train.num_workers=64", "--set", "train.steps=60"
+    )
     assert train.returncode == 2 and "Traceback" not in train.stderr
     assert "train.num_workers: 64 training workers x 1 CPU, but the cluster has" in train.stderr.splitlines()[-1]
     assert (out / ".synth" / "job.json").read_bytes() == claimed  # refused before --out was claimed
@@ -224,8 +272,9 @@ def test_resources_beyond_the_embedded_ray_are_one_line(tiny_run):
 
 def test_interpolate_writes_a_grid(tiny_run, cli_on_one_ray):
     out, _ = tiny_run
-    proc = cli_on_one_ray("interpolate", str(QUICKSTART), "--out", str(out), *TINY, "--seeds", "1,2,3", "--steps", "4",
-                   "--classes", "3,8")  # fmt: skip
+    proc = cli_on_one_ray(
+        "interpolate", str(QUICKSTART), "--out", str(out), *TINY, "--seeds", "1,2,3", "--steps", "4", "--classes", "3,8"
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     grid = Image.open(out / "interpolation.png")
     assert grid.size == (7 * 56, 2 * 56)  # 2 segments of 4 points share one: 7 columns; 2 classes; 28 px drawn 2x
@@ -286,8 +335,18 @@ def test_filtered_generation_through_the_cli(tiny_run, tmp_path, cli_on_one_ray)
     before = shard_md5s(copy)
     for p in [*(copy / "shards").glob("*.tar"), *(copy / ".synth" / "parts").glob("*")]:
         p.unlink()
-    again = cli_on_one_ray("generate", str(QUICKSTART), "--out", str(copy), *TINY, *flt,
-                    "--set", "resources.generate_tasks=1", "--set", "generate.batch_size=7")  # fmt: skip
+    again = cli_on_one_ray(
+        "generate",
+        str(QUICKSTART),
+        "--out",
+        str(copy),
+        *TINY,
+        *flt,
+        "--set",
+        "resources.generate_tasks=1",
+        "--set",
+        "generate.batch_size=7",
+    )
     assert again.returncode == 0, again.stderr[-3000:]
     assert shard_md5s(copy) == before
 
@@ -295,10 +354,25 @@ def test_filtered_generation_through_the_cli(tiny_run, tmp_path, cli_on_one_ray)
     for p in [*(copy / "shards").glob("*.tar"), *(copy / ".synth" / "parts").glob("*")]:
         p.unlink()
     # 80 samples in 4 shards of 20; the one sample of class 7 is source 31, in the second shard
-    bad = run_cli("generate", str(QUICKSTART), "--out", str(copy), *TINY, "--set",
-                  f"generate.filter.classifier={never7}", "--set", "generate.filter.max_candidates=200", "--set",
-                  "generate.count=80", "--set", "generate.shard_size=20",
-                  "--set", 'generate.classes={counts: {"0": 40, "1": 39, "7": 1}}', "--set", "resources.generate_tasks=1")
+    bad = run_cli(
+        "generate",
+        str(QUICKSTART),
+        "--out",
+        str(copy),
+        *TINY,
+        "--set",
+        f"generate.filter.classifier={never7}",
+        "--set",
+        "generate.filter.max_candidates=200",
+        "--set",
+        "generate.count=80",
+        "--set",
+        "generate.shard_size=20",
+        "--set",
+        'generate.classes={counts: {"0": 40, "1": 39, "7": 1}}',
+        "--set",
+        "resources.generate_tasks=1",
+    )
     assert bad.returncode != 0 and "Traceback" not in bad.stderr
     line = bad.stderr.strip().splitlines()[-1]  # the task's message alone, not Ray's traceback of it
     assert line.startswith("error: generate.filter: class '7' cannot be filled: none of the 200 candidates"), line
@@ -307,10 +381,15 @@ def test_filtered_generation_through_the_cli(tiny_run, tmp_path, cli_on_one_ray)
     assert (copy / ".synth" / "parts" / "tiny-000000.parquet").is_file()
 
     wrong = hash_classifier(tmp_path / "five.pt", 28 * 28, [str(i) for i in range(5)])
-    refused = run_cli("generate", str(QUICKSTART), "--out", str(copy), *TINY, "--set", f"generate.filter.classifier={wrong}")
+    refused = run_cli(
+        "generate", str(QUICKSTART), "--out", str(copy), *TINY, "--set", f"generate.filter.classifier={wrong}"
+    )
     assert refused.returncode != 0 and "Traceback" not in refused.stderr
-    assert refused.stderr.strip().splitlines()[-1].endswith("five.pt gives 5 class scores, but the job has 10 classes "
-                                                            "(0, 1, 2, 3, 4, 5, 6, 7, 8, 9)")
+    assert (
+        refused.stderr.strip()
+        .splitlines()[-1]
+        .endswith("five.pt gives 5 class scores, but the job has 10 classes (0, 1, 2, 3, 4, 5, 6, 7, 8, 9)")
+    )
 
 
 def test_dataset_card_beside_the_shards(tiny_run, cli_on_one_ray):
@@ -336,6 +415,8 @@ def test_dataset_card_beside_the_shards(tiny_run, cli_on_one_ray):
     for heading in ("## Dataset structure", "## Dataset creation", "## Evaluation", "## Limitations", "## Licensing"):
         assert heading in text
     assert card["model"]["checkpoint_digest"] in text and "Classification Accuracy Score" in text
-    again = cli_on_one_ray("generate", str(QUICKSTART), "--out", str(out), *TINY)  # the same plan: the figures still hold
+    again = cli_on_one_ray(
+        "generate", str(QUICKSTART), "--out", str(out), *TINY
+    )  # the same plan: the figures still hold
     assert again.returncode == 0, again.stderr[-2000:]
     assert json.loads((out / "datacard.json").read_text())["evaluation"] == card["evaluation"]

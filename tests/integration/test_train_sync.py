@@ -10,9 +10,19 @@ from ..conftest import ROOT
 @pytest.mark.parametrize("job", ["quickstart.yaml", "mnist-cvae.yaml", "mnist-ddpm-cond.yaml"])
 def test_two_workers_keep_identical_parameters(tmp_path, job, cli_on_one_ray):
     out = tmp_path / "out"
-    sets = ["data.source=digits", "data.resolution=8", "model.width=16", "train.num_workers=2",
-            "train.batch_size=32", "train.steps=10", "train.log_every=5", "train.checkpoint_every=5"]  # fmt: skip
-    proc = cli_on_one_ray("train", str(ROOT / "jobs" / job), "--out", str(out), *[a for s in sets for a in ("--set", s)])
+    sets = [
+        "data.source=digits",
+        "data.resolution=8",
+        "model.width=16",
+        "train.num_workers=2",
+        "train.batch_size=32",
+        "train.steps=10",
+        "train.log_every=5",
+        "train.checkpoint_every=5",
+    ]
+    proc = cli_on_one_ray(
+        "train", str(ROOT / "jobs" / job), "--out", str(out), *[a for s in sets for a in ("--set", s)]
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "on 2 worker(s)" in proc.stdout
     state = json.loads((out / "checkpoints" / "state.json").read_text())

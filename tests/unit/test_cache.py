@@ -3,9 +3,9 @@ import logging
 import numpy as np
 import pytest
 
-import synth.metrics.classifier as classifier
 from synth.cache import content_key, decode_array, encode_array, memoize
 from synth.data import load_dataset
+from synth.metrics import classifier
 from synth.metrics.classifier import cached_train_classifier, predict
 from synth.spec import DataSpec
 
@@ -57,14 +57,24 @@ def test_second_training_on_the_same_data_is_loaded_not_retrained(digits, cache,
     assert (first.from_cache, again.from_cache, len(trainings)) == (False, True, 1)
     assert len(entries(cache)) == 1
     assert (again.held_out_accuracy, again.train_size, again.held_out_size, again.epochs) == (
-        first.held_out_accuracy, first.train_size, first.held_out_size, 1)  # fmt: skip
+        first.held_out_accuracy,
+        first.train_size,
+        first.held_out_size,
+        1,
+    )
     np.testing.assert_array_equal(predict(again.model, x), predict(first.model, x))
 
 
 @pytest.mark.parametrize("change", ["images", "labels", "num_classes", "epochs", "seed", "held_out"])
 def test_each_input_is_part_of_the_key(digits, cache, trainings, change):
-    args = {"images": digits.images, "labels": digits.labels, "num_classes": 10, "epochs": 1, "seed": 0,
-            "held_out": 0.1}  # fmt: skip
+    args = {
+        "images": digits.images,
+        "labels": digits.labels,
+        "num_classes": 10,
+        "epochs": 1,
+        "seed": 0,
+        "held_out": 0.1,
+    }
     cached_train_classifier(**args)
     other = {
         "images": lambda a: np.ascontiguousarray(a[::-1]),

@@ -60,8 +60,16 @@ def test_unknown_field(cli, tmp_path):
 
 def test_empty_image_folder(cli, tmp_path):
     (tmp_path / "imgs").mkdir()
-    proc = cli("run", str(QUICKSTART), "--out", str(tmp_path / "o"),
-               "--set", "data.source=folder", "--set", f"data.path={tmp_path / 'imgs'}")
+    proc = cli(
+        "run",
+        str(QUICKSTART),
+        "--out",
+        str(tmp_path / "o"),
+        "--set",
+        "data.source=folder",
+        "--set",
+        f"data.path={tmp_path / 'imgs'}",
+    )
     assert_one_line_error(proc, "has no class sub-folders")
     assert not (tmp_path / "o").exists()
 
@@ -71,8 +79,16 @@ def test_unreadable_image(cli, tmp_path):
     cls.mkdir(parents=True)
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(cls / "ok.png")
     (cls / "bad.jpg").write_bytes(b"\xff\xd8garbage")
-    proc = cli("run", str(QUICKSTART), "--out", str(tmp_path / "o"),
-               "--set", "data.source=folder", "--set", f"data.path={tmp_path / 'imgs'}")
+    proc = cli(
+        "run",
+        str(QUICKSTART),
+        "--out",
+        str(tmp_path / "o"),
+        "--set",
+        "data.source=folder",
+        "--set",
+        f"data.path={tmp_path / 'imgs'}",
+    )
     assert_one_line_error(proc, "cannot read image", "bad.jpg")
     assert not (tmp_path / "o").exists()
 
@@ -101,10 +117,12 @@ def test_generate_before_train(cli, tmp_path):
 
 @pytest.mark.parametrize(
     "override,fragments",
-    [("generate.classes.counts.11=5", ["generate.classes.counts: unknown class '11'"]),
-     ("output.url=nosuchproto://bucket/x", ["nosuchproto://bucket/x: cannot open this location"]),
-     ("generate.count=10", ["generate.count: 10 is not a multiple of augment.copies=3"])],
-)  # fmt: skip
+    [
+        ("generate.classes.counts.11=5", ["generate.classes.counts: unknown class '11'"]),
+        ("output.url=nosuchproto://bucket/x", ["nosuchproto://bucket/x: cannot open this location"]),
+        ("generate.count=10", ["generate.count: 10 is not a multiple of augment.copies=3"]),
+    ],
+)
 def test_generate_refuses_before_ray_starts(cli, tmp_path, override, fragments):
     """`synth generate` checks classes, copies and the output URL before it starts Ray (one line, no Ray output)."""
     import json
@@ -116,9 +134,17 @@ def test_generate_refuses_before_ray_starts(cli, tmp_path, override, fragments):
     sets = ["augment.copies=3", "generate.count=30"]
     claim_out_dir(out, load_job(QUICKSTART, sets))
     (out / "checkpoints").mkdir()
-    meta = {"class_names": [str(i) for i in range(10)],
-            "model_config": {"name": "dcgan_cond", "latent_dim": 64, "width": 64, "resolution": 28, "channels": 1,
-                             "num_classes": 10}}  # fmt: skip
+    meta = {
+        "class_names": [str(i) for i in range(10)],
+        "model_config": {
+            "name": "dcgan_cond",
+            "latent_dim": 64,
+            "width": 64,
+            "resolution": 28,
+            "channels": 1,
+            "num_classes": 10,
+        },
+    }
     (out / "checkpoints" / "generator.json").write_text(json.dumps(meta))
     (out / "checkpoints" / "generator.safetensors").write_bytes(b"")
     before = sorted(p.relative_to(out) for p in out.rglob("*"))
@@ -144,8 +170,10 @@ def test_unconditional_models_cannot_be_asked_for_classes(cli, tmp_path, name):
         (["--generated", "{tmp}/nope", "--real", "mnist_subset"], ["--generated", "nope: no such file or folder"]),
         (["--generated", "{tmp}/empty", "--real", "mnist_subset"], ["empty: holds no images or shards"]),
         (["--generated", "{tmp}/empty", "--real", "cifar"], ["--real cifar: neither a data source", "nor a folder"]),
-        (["--generated", "{tmp}/bad.tar", "--real", "digits", "--set", "data.resolution=8"],
-         ["bad.tar: not a readable WebDataset shard"]),
+        (
+            ["--generated", "{tmp}/bad.tar", "--real", "digits", "--set", "data.resolution=8"],
+            ["bad.tar: not a readable WebDataset shard"],
+        ),
     ],
 )
 def test_evaluate_other_images_bad_input(cli, tmp_path, args, fragments):

@@ -49,9 +49,12 @@ def test_no_cpp_compiler_is_one_clear_line(generator, monkeypatch):
 
     ref, weights = generator
     monkeypatch.setattr(config.cpp, "cxx", (None, "/nonexistent/c++"))
-    with pytest.raises(SynthError, match=r"^generate.compile: node .+ has no C\+\+ compiler for torch.compile \(tried "
-                                         r"/nonexistent/c\+\+\); install one or point CXX at one, or set "
-                                         r"generate.compile: false$"):  # fmt: skip
+    with pytest.raises(
+        SynthError,
+        match=r"^generate.compile: node .+ has no C\+\+ compiler for torch.compile \(tried "
+        r"/nonexistent/c\+\+\); install one or point CXX at one, or set "
+        r"generate.compile: false$",
+    ):
         load_generator(ref, weights, compile=True)
     load_generator(ref, weights)  # without compile nothing is needed
 
@@ -64,6 +67,9 @@ def test_gpu_needs_triton():
     if has_triton():
         _check_compiler("cuda")  # nothing to say
     else:  # here: torch's CPU wheel has no Triton
-        with pytest.raises(SynthError, match=r"^generate.compile: node .+ has no Triton for torch.compile on cuda; "
-                                             r"install triton, or set generate.compile: false$"):  # fmt: skip
+        with pytest.raises(
+            SynthError,
+            match=r"^generate.compile: node .+ has no Triton for torch.compile on cuda; "
+            r"install triton, or set generate.compile: false$",
+        ):
             _check_compiler("cuda")

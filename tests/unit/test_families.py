@@ -37,12 +37,21 @@ def job(member: str, steps: int, **train):
     model = {"name": name, "width": 16, **MEMBERS[member]}
     if "latent_dim" in type(job_from_dict({"model": {"name": name}}).model).model_fields:
         model["latent_dim"] = 16
-    return job_from_dict({
-        "seed": 3,
-        "data": {"source": "digits", "resolution": 8},
-        "model": model,
-        "train": {"steps": steps, "batch_size": 32, "log_every": 2, "checkpoint_every": 1000, "ema_start": 0, **train},
-    })  # fmt: skip
+    return job_from_dict(
+        {
+            "seed": 3,
+            "data": {"source": "digits", "resolution": 8},
+            "model": model,
+            "train": {
+                "steps": steps,
+                "batch_size": 32,
+                "log_every": 2,
+                "checkpoint_every": 1000,
+                "ema_start": 0,
+                **train,
+            },
+        }
+    )
 
 
 def losses(out, field: str) -> list[float]:
@@ -104,8 +113,10 @@ def test_interpolation_runs_from_seed_to_seed(tmp_path, member):
 
     train(job(member, 4), tmp_path, log_lines=False)
     meta = json.loads((tmp_path / "checkpoints/generator.json").read_text())
-    G = load_generator(GeneratorRef(member, meta["model_config"], meta["digest"]),
-                       (tmp_path / "checkpoints/generator.safetensors").read_bytes())  # fmt: skip
+    G = load_generator(
+        GeneratorRef(member, meta["model_config"], meta["digest"]),
+        (tmp_path / "checkpoints/generator.safetensors").read_bytes(),
+    )
     seeds, sampling = np.array([11, 22], dtype=np.uint64), Sampling(steps=10)
     with torch.inference_mode():
         from synth.models.common import to_uint8
@@ -162,10 +173,14 @@ def test_unconditional_gan_samples_vary_with_the_latent(tmp_path):
     from synth.data import load_dataset
     from synth.models.common import from_uint8
 
-    spec = job_from_dict({
-        "seed": 0, "data": {"source": "mnist_subset"}, "model": {"name": "dcgan", "latent_dim": 64, "width": 32},
-        "train": {"steps": 300, "batch_size": 64, "log_every": 100, "checkpoint_every": 1000, "ema_decay": 0.98},
-    })  # fmt: skip
+    spec = job_from_dict(
+        {
+            "seed": 0,
+            "data": {"source": "mnist_subset"},
+            "model": {"name": "dcgan", "latent_dim": 64, "width": 32},
+            "train": {"steps": 300, "batch_size": 64, "log_every": 100, "checkpoint_every": 1000, "ema_decay": 0.98},
+        }
+    )
     train(spec, tmp_path, log_lines=False)
     import json
 

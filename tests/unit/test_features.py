@@ -4,13 +4,20 @@ import numpy as np
 import pytest
 
 from synth.data import resize_images
+from synth.fsutil import file_digest
 from synth.generate.plan import Plan, head_counts, resolve_class_counts
 from synth.generate.worker import Encoding, ShardWork, write_one_shard
 from synth.manifest import write_manifest
 from synth.metrics.evaluate import read_generated
-from synth.metrics.features import (FeatureTarget, extractor, feature_key, features_rel, fill_missing, local_pass,
-                                    stored_features)  # fmt: skip
-from synth.fsutil import file_digest
+from synth.metrics.features import (
+    FeatureTarget,
+    extractor,
+    feature_key,
+    features_rel,
+    fill_missing,
+    local_pass,
+    stored_features,
+)
 from synth.metrics.fid import inception_weights_path
 from synth.storage import Store
 
@@ -47,8 +54,13 @@ def generate(root, generator, n_eval, features=True, plan_digest="plan-1"):
     store = Store(root)
     for s in plan.shards():
         target = FeatureTarget(takes[s.index], 8, 1, file_digest(path)) if features else None
-        write_one_shard(ShardWork(store, plan, s, 16, plan_digest, ref, NAMES, Encoding("jpg", quality=60, resolution=12),
-                                  features=target), weights, inception)  # fmt: skip
+        write_one_shard(
+            ShardWork(
+                store, plan, s, 16, plan_digest, ref, NAMES, Encoding("jpg", quality=60, resolution=12), features=target
+            ),
+            weights,
+            inception,
+        )
     write_manifest(store, plan, list(NAMES))
     return store, plan
 
@@ -59,7 +71,7 @@ def stored(store, gen, key):
 
 
 def test_generation_features_are_evaluations(tmp_path, generator):
-    store, plan = generate(tmp_path, generator, n_eval=13)
+    store, _plan = generate(tmp_path, generator, n_eval=13)
     gen = read_generated(store, 13)
     assert list(gen.shards) == ["t-000000.tar", "t-000001.tar", "t-000002.tar"]
     assert [i.tolist() for i, _ in gen.shards.values()] == [[0, 1, 2, 3, 4], [10, 11, 12, 13], [20, 21, 22, 23]]
@@ -95,7 +107,7 @@ def test_features_of_another_shard_are_not_used(tmp_path, generator):
     store, _ = generate(tmp_path, generator, n_eval=13)
     gen = read_generated(store, 13)
     name = "t-000000.tar"
-    indices, md5 = gen.shards[name]
+    indices, _md5 = gen.shards[name]
     found, _ = stored_features(store, {name: (indices, "0" * 32)}, feature_key(extractor(), 8, 1))
     assert np.isnan(found[name]).all()
 

@@ -44,8 +44,15 @@ def test_fid_matches_clean_fid_compute_fid(tmp_path):
     extractor = InceptionFeatures()
     feats = {k: extractor([read_image(p) for p in image_files(v)]) for k, v in folders.items()}
     ours = features_to_fid(feats["a"], feats["b"])
-    theirs = cleanfid.compute_fid(str(folders["a"]), str(folders["b"]), mode="clean", num_workers=0, batch_size=32,
-                                  device=torch.device("cpu"), custom_feat_extractor=CleanFidExtractor().eval(),
-                                  verbose=False)  # fmt: skip
+    theirs = cleanfid.compute_fid(
+        str(folders["a"]),
+        str(folders["b"]),
+        mode="clean",
+        num_workers=0,
+        batch_size=32,
+        device=torch.device("cpu"),
+        custom_feat_extractor=CleanFidExtractor().eval(),
+        verbose=False,
+    )
     assert ours == pytest.approx(theirs, rel=1e-4)
     assert ours > 10.0  # two different sets of digits: far from zero, so the agreement means something

@@ -18,7 +18,7 @@ from synth.generate.filter import (
     choose,
     filter_rel,
     judge_probs,
-    load_judge,  # fmt: skip
+    load_judge,
     read_filter_log,
 )
 from synth.generate.plan import Plan, resolve_class_counts
@@ -109,8 +109,9 @@ def test_a_cap_keeps_the_first_confident_candidate(generator, judge):
 def _works(root, ref, batch_size, spec, count=30, shard_size=12):
     counts = resolve_class_counts("balanced", count, True, 1, NAMES)
     plan = Plan(counts, shard_size, job_seed=5, prefix="f")
-    return plan, [ShardWork(Store(root), plan, s, batch_size, "plan-f", ref, tuple(NAMES), filter=spec)
-                  for s in plan.shards()]  # fmt: skip
+    return plan, [
+        ShardWork(Store(root), plan, s, batch_size, "plan-f", ref, tuple(NAMES), filter=spec) for s in plan.shards()
+    ]
 
 
 def test_filtered_shards_are_the_same_bytes_at_any_batch_size_and_record_the_filter(tmp_path, generator, judge):
@@ -202,7 +203,9 @@ def test_the_fast_and_domain_classifiers_are_trained_cached_and_shipped(tmp_path
         def hook(module, inputs, output):
             nonlocal total
             if isinstance(module, torch.nn.Conv2d):
-                total += output.numel() * module.in_channels * module.kernel_size[0] * module.kernel_size[1] // module.groups
+                total += (
+                    output.numel() * module.in_channels * module.kernel_size[0] * module.kernel_size[1] // module.groups
+                )
             elif isinstance(module, torch.nn.Linear):
                 total += module.in_features * module.out_features
 
@@ -215,11 +218,18 @@ def test_the_fast_and_domain_classifiers_are_trained_cached_and_shipped(tmp_path
     assert macs(FastCNN(1, 10)) * 20 < macs(SmallCNN(1, 10))
     files = {}
     for name, network in (("fast", "fast"), ("domain", "cnn")):
-        job = job_from_dict({"data": {"source": "digits", "resolution": 8}, "evaluate": {"classifier_epochs": 1},
-                             "generate": {"filter": {"classifier": name}}})  # fmt: skip
+        job = job_from_dict(
+            {
+                "data": {"source": "digits", "resolution": 8},
+                "evaluate": {"classifier_epochs": 1},
+                "generate": {"filter": {"classifier": name}},
+            }
+        )
         found = judge_file(job, NAMES)
         assert found.kind == "safetensors" and "held-out real images" in found.description
-        info = json.loads(json.loads(found.data[8 : 8 + int.from_bytes(found.data[:8], "little")])["__metadata__"]["synth_classifier"])
+        info = json.loads(
+            json.loads(found.data[8 : 8 + int.from_bytes(found.data[:8], "little")])["__metadata__"]["synth_classifier"]
+        )
         assert info["network"] == network and info["class_names"] == NAMES
         check_judge(found.data, name, NAMES, 8, 1)
         assert judge_file(job, NAMES).digest == found.digest  # from the cache: the same weights

@@ -15,7 +15,7 @@ def _features(seed, n=400, dim=32, shift=0.0):
 
 
 def test_mmd_matches_torch_fidelity():
-    from torch_fidelity.metric_kid import mmd2, kernel_poly
+    from torch_fidelity.metric_kid import kernel_poly, mmd2
 
     x, y = _features(0), _features(1, shift=0.3)
     kw = {"kid_kernel_poly_degree": 3, "kid_kernel_poly_gamma": None, "kid_kernel_poly_coef0": 1}
@@ -31,8 +31,9 @@ def test_kid_over_all_samples_matches_clean_fid_and_torch_fidelity():
 
     x, y = _features(2), _features(3, shift=0.2)
     ours = kernel_inception_distance(x, y, subsets=1, subset_size=len(x))
-    tf = kid_features_to_metric(torch.from_numpy(x), torch.from_numpy(y), kid_subsets=1, kid_subset_size=len(x),
-                                verbose=False)[KEY_METRIC_KID_MEAN]  # fmt: skip
+    tf = kid_features_to_metric(
+        torch.from_numpy(x), torch.from_numpy(y), kid_subsets=1, kid_subset_size=len(x), verbose=False
+    )[KEY_METRIC_KID_MEAN]
     assert ours["kid"] == pytest.approx(tf, rel=1e-10)
     assert ours["kid"] == pytest.approx(kernel_distance(x, y, num_subsets=1, max_subset_size=len(x)), rel=1e-10)
     assert ours["kid_std"] == 0.0 and ours["subset_size"] == len(x)
@@ -48,7 +49,10 @@ def test_kid_is_near_zero_for_one_distribution_and_grows_with_the_gap():
 
 def test_kid_is_reproducible_and_caps_the_subset():
     x, y = _features(7, n=150), _features(8, n=120)
-    first, again = kernel_inception_distance(x, y, subsets=5, seed=3), kernel_inception_distance(x, y, subsets=5, seed=3)
+    first, again = (
+        kernel_inception_distance(x, y, subsets=5, seed=3),
+        kernel_inception_distance(x, y, subsets=5, seed=3),
+    )
     assert first == again and first["subset_size"] == 120
 
 

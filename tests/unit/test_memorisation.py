@@ -21,7 +21,7 @@ def test_excluding_itself_finds_the_next_nearest():
     ref = rng.normal(size=(200, 5))
     rows = np.array([3, 50, 199])
     d, i = mem.nearest_neighbours(ref[rows], ref, k=1, exclude=rows)
-    d_ref, i_ref = cKDTree(ref).query(ref[rows], k=2)  # column 0 is the point itself
+    _d_ref, i_ref = cKDTree(ref).query(ref[rows], k=2)  # column 0 is the point itself
     np.testing.assert_array_equal(i[:, 0], i_ref[:, 1])
     assert (d[:, 0] > 0).all()
 

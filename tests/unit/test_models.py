@@ -3,9 +3,9 @@ import pytest
 import torch
 
 from synth.generate.worker import Sampler, sample_images
-from synth.models.gan import FAMILY as GAN
 from synth.models import build_gan
 from synth.models.common import EMA, latents_for_seeds, sample_seeds
+from synth.models.gan import FAMILY as GAN
 from synth.spec import GanModel
 
 

@@ -8,8 +8,12 @@ from synth.spec import job_from_dict
 
 
 def job(workers=1, mixed_precision="no", **resources):
-    return job_from_dict({"train": {"num_workers": workers, "batch_size": 64, "mixed_precision": mixed_precision},
-                          "resources": resources})  # fmt: skip
+    return job_from_dict(
+        {
+            "train": {"num_workers": workers, "batch_size": 64, "mixed_precision": mixed_precision},
+            "resources": resources,
+        }
+    )
 
 
 def test_cpu_cluster_splits_its_cpus_between_training_workers():
@@ -26,8 +30,9 @@ def test_a_training_worker_fits_on_one_node():
     placed, _ = place(job(workers=2), cpus=32, gpus=0, can_grow=True, stage="train", node_cpus=4)
     assert placed.train_cpus == 4  # not 16: a worker cannot span nodes
     _, warnings = place(job(train_cpus=8), cpus=32, gpus=0, can_grow=True, stage="train", node_cpus=4)
-    assert warnings == ["resources.train_cpus: 8 per worker, but the largest node has 4 CPUs; waiting for the "
-                        "cluster to add nodes"]  # fmt: skip
+    assert warnings == [
+        ("resources.train_cpus: 8 per worker, but the largest node has 4 CPUs; waiting for the cluster to add nodes")
+    ]
 
 
 def test_auto_uses_the_gpus_a_cluster_has():
@@ -39,8 +44,13 @@ def test_auto_uses_the_gpus_a_cluster_has():
 
 
 def test_fractional_generation_gpus_and_explicit_cpus():
-    placed, _ = place(job(generate_gpus=0.25, generate_cpus=2, generate_tasks=8, train_cpus=6), cpus=32, gpus=2,
-                      can_grow=False, stage="generate")  # fmt: skip
+    placed, _ = place(
+        job(generate_gpus=0.25, generate_cpus=2, generate_tasks=8, train_cpus=6),
+        cpus=32,
+        gpus=2,
+        can_grow=False,
+        stage="generate",
+    )
     assert (placed.generate_gpus, placed.generate_cpus, placed.generate_tasks, placed.train_cpus) == (0.25, 2, 8, 6)
     auto, _ = place(job(generate_gpus=0.25), cpus=32, gpus=2, can_grow=False, stage="generate")
     assert auto.generate_tasks == 8  # 4 tasks a GPU
@@ -63,8 +73,11 @@ def test_a_cluster_that_can_grow_waits_with_a_warning():
 
 
 def test_generation_gpus_on_a_cpu_job_is_refused():
-    with pytest.raises(SynthError, match=r"resources.generate_gpus: 1 per task, but the job runs on CPU \(the "
-                                         r"cluster has no GPUs\)"):  # fmt: skip
+    with pytest.raises(
+        SynthError,
+        match=r"resources.generate_gpus: 1 per task, but the job runs on CPU \(the "
+        r"cluster has no GPUs\)",
+    ):
         place(job(generate_gpus=1), cpus=2, gpus=0, can_grow=True, stage="generate")
 
 

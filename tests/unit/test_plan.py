@@ -1,3 +1,5 @@
+import itertools
+
 import numpy as np
 import pytest
 
@@ -21,7 +23,7 @@ def test_exact_counts_and_full_cover(count, shard_size, k):
     plan = Plan(balanced(count, k), shard_size, job_seed=0, prefix="x")
     shards = list(plan.shards())
     assert shards[0].start == 0 and shards[-1].stop == count == plan.count
-    assert all(a.stop == b.start for a, b in zip(shards, shards[1:]))
+    assert all(a.stop == b.start for a, b in itertools.pairwise(shards))
     assert all(0 < s.size <= shard_size for s in shards)
     counts = np.bincount(labels_of(plan), minlength=k)
     assert counts.tolist() == list(plan.class_counts) and counts.sum() == count

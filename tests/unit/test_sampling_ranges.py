@@ -37,8 +37,9 @@ def trained(tmp_path_factory):
     return found
 
 
-@pytest.mark.parametrize("member,setting", [("dcgan_cond", "truncation"), ("cvae", "truncation"),
-                                            ("ddpm_cond", "guidance")])  # fmt: skip
+@pytest.mark.parametrize(
+    "member,setting", [("dcgan_cond", "truncation"), ("cvae", "truncation"), ("ddpm_cond", "guidance")]
+)
 def test_each_image_is_the_one_its_drawn_value_makes(trained, member, setting):
     G = trained[member]
     seeds, labels = sample_seeds(4, np.arange(20)), np.arange(20) % 10

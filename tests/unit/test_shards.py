@@ -92,9 +92,18 @@ def test_bytes_equal_tarfiles(count):
     from synth.shards import write_tar
 
     rng = np.random.default_rng(count)
-    items = [(f"{i:010d}", {"cls": b"7", "json": bytes(rng.integers(0, 255, int(rng.integers(0, 1500)), np.uint8)),
-                            "png": b"x" * int(rng.integers(0, 3000)), "a_long_extension_name": b""})
-             for i in range(count)]  # fmt: skip
+    items = [
+        (
+            f"{i:010d}",
+            {
+                "cls": b"7",
+                "json": bytes(rng.integers(0, 255, int(rng.integers(0, 1500)), np.uint8)),
+                "png": b"x" * int(rng.integers(0, 3000)),
+                "a_long_extension_name": b"",
+            },
+        )
+        for i in range(count)
+    ]
     buf = io.BytesIO()
     n, size, md5 = write_tar(buf, items)
     expected = tarfile_reference(items)

@@ -17,13 +17,32 @@ def test_quickstart_loads_with_every_section():
     assert job.data.source == "mnist_subset"
     assert job.model.name == "dcgan_cond"
     assert job.generate.count == 10_000 and job.generate.shard_size == 1_000
-    assert set(Job.model_fields) == {"seed", "data", "model", "train", "generate", "augment", "evaluate", "resources", "output"}
+    assert set(Job.model_fields) == {
+        "seed",
+        "data",
+        "model",
+        "train",
+        "generate",
+        "augment",
+        "evaluate",
+        "resources",
+        "output",
+    }
 
 
 @pytest.mark.parametrize(
     "field",
-    ["train.steps", "train.batch_size", "train.num_workers", "generate.count", "generate.shard_size",
-     "generate.batch_size", "resources.generate_tasks", "resources.generate_cpus", "evaluate.num_samples"],
+    [
+        "train.steps",
+        "train.batch_size",
+        "train.num_workers",
+        "generate.count",
+        "generate.shard_size",
+        "generate.batch_size",
+        "resources.generate_tasks",
+        "resources.generate_cpus",
+        "evaluate.num_samples",
+    ],
 )
 def test_required_override_names_exist(field):
     job = load_job(QUICKSTART, [f"{field}=4"])
@@ -37,8 +56,11 @@ def test_moved_fields_still_load_as_their_new_names(tmp_path, caplog):
     assert job.resources.generate_tasks == 3 and job.resources.use_gpu is False
     assert "generate.num_workers is now resources.generate_tasks" in caplog.text
     assert load_job(old, ["train.use_gpu=null"]).resources.use_gpu == "auto"
-    with pytest.raises(SynthError, match=r"generate.num_workers \(3\) moved to resources.generate_tasks, which the job "
-                                         r"also sets \(4\); set resources.generate_tasks only$"):  # fmt: skip
+    with pytest.raises(
+        SynthError,
+        match=r"generate.num_workers \(3\) moved to resources.generate_tasks, which the job "
+        r"also sets \(4\); set resources.generate_tasks only$",
+    ):
         load_job(old, ["resources.generate_tasks=4"])
     assert load_job(QUICKSTART, ["generate.num_workers=4"]).resources.generate_tasks == 4  # it leaves the field null
 
@@ -149,10 +171,12 @@ def test_a_preset_that_changed_gives_its_jobs_a_new_identity():
 
 @pytest.mark.parametrize(
     "raw,message",
-    [({"model": {"name": "ddpm_cond", "timesteps": 20}}, "generate.steps: 50 DDIM steps, but the model has 20"),
-     ({"model": "dcgan"}, "model: expected a section with a name"),
-     ({"model": {"name": ["x"]}}, "model.name: unknown model ['x']")],
-)  # fmt: skip
+    [
+        ({"model": {"name": "ddpm_cond", "timesteps": 20}}, "generate.steps: 50 DDIM steps, but the model has 20"),
+        ({"model": "dcgan"}, "model: expected a section with a name"),
+        ({"model": {"name": ["x"]}}, "model.name: unknown model ['x']"),
+    ],
+)
 def test_model_section_errors_are_one_line(raw, message):
     from synth.errors import SynthError
     from synth.spec import job_from_dict

@@ -18,8 +18,14 @@ def tiny_job(**train_overrides):
             "seed": 1,
             "data": {"source": "digits", "resolution": 8},
             "model": {"width": 16, "latent_dim": 16},
-            "train": {"steps": 12, "batch_size": 32, "log_every": 4, "checkpoint_every": 8, "ema_start": 0,
-                      **train_overrides},
+            "train": {
+                "steps": 12,
+                "batch_size": 32,
+                "log_every": 4,
+                "checkpoint_every": 8,
+                "ema_start": 0,
+                **train_overrides,
+            },
         }
     )
 

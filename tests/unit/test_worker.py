@@ -13,8 +13,15 @@ from PIL import Image
 
 from synth.augment import AugmentSpec, replay
 from synth.generate.plan import Plan, resolve_class_counts
-from synth.generate.worker import (Encoding, ShardWork, load_generator, part_rel, sample_images,
-                                   shard_is_done, write_one_shard)  # fmt: skip
+from synth.generate.worker import (
+    Encoding,
+    ShardWork,
+    load_generator,
+    part_rel,
+    sample_images,
+    shard_is_done,
+    write_one_shard,
+)
 from synth.manifest import write_manifest
 from synth.models import build_gan
 from synth.spec import GanModel
@@ -103,9 +110,13 @@ def test_bytes_do_not_depend_on_batch_size(tmp_path, generator):
 
 @pytest.mark.parametrize(
     "encoding,ext,mode",
-    [(Encoding("png", png_compression=9), "png", "PNG"), (Encoding("jpg", quality=80), "jpg", "JPEG"),
-     (Encoding("webp", quality=70), "webp", "WEBP"), (Encoding("webp", lossless=True), "webp", "WEBP")],
-)  # fmt: skip
+    [
+        (Encoding("png", png_compression=9), "png", "PNG"),
+        (Encoding("jpg", quality=80), "jpg", "JPEG"),
+        (Encoding("webp", quality=70), "webp", "WEBP"),
+        (Encoding("webp", lossless=True), "webp", "WEBP"),
+    ],
+)
 def test_encodings_and_output_size(tmp_path, generator, encoding, ext, mode):
     ref, weights = generator
     enc = replace(encoding, resolution=20, resize_filter="lanczos")
@@ -123,16 +134,26 @@ def test_encodings_and_output_size(tmp_path, generator, encoding, ext, mode):
         assert np.array_equal(np.asarray(img.convert("L"))[..., None], expected)
 
 
-AUG = AugmentSpec.model_validate({"copies": 3, "ops": [
-    {"op": "hflip"}, {"op": "random_resized_crop", "scale": [0.6, 1.0]}, {"op": "rotate", "degrees": [-20, 20]},
-    {"op": "color_jitter", "brightness": 0.3, "contrast": 0.3}, {"op": "gaussian_blur", "p": 0.5},
-    {"op": "gaussian_noise", "sigma": [0.01, 0.05]}, {"op": "erase", "p": 0.7}]})  # fmt: skip
+AUG = AugmentSpec.model_validate(
+    {
+        "copies": 3,
+        "ops": [
+            {"op": "hflip"},
+            {"op": "random_resized_crop", "scale": [0.6, 1.0]},
+            {"op": "rotate", "degrees": [-20, 20]},
+            {"op": "color_jitter", "brightness": 0.3, "contrast": 0.3},
+            {"op": "gaussian_blur", "p": 0.5},
+            {"op": "gaussian_noise", "sigma": [0.01, 0.05]},
+            {"op": "erase", "p": 0.7},
+        ],
+    }
+)
 
 
 def test_augmented_copies_record_and_replay(tmp_path, generator):
     """Each copy is its own sample, records its source and parameters, and replays to the same pixels."""
     ref, weights = generator
-    plan, ws = works(tmp_path, ref, count=30, shard_size=30, copies=3, augment=AUG)
+    _plan, ws = works(tmp_path, ref, count=30, shard_size=30, copies=3, augment=AUG)
     write_one_shard(ws[0], weights)
     files = members(tmp_path / "shards" / "t-000000.tar")
     G = load_generator(ref, weights)
@@ -145,10 +166,18 @@ def test_augmented_copies_record_and_replay(tmp_path, generator):
         assert np.array_equal(replay(AUG.ops, source_image, meta["augment"]), png)
         copies_of_source_4.append(png)
     assert not np.array_equal(copies_of_source_4[0], copies_of_source_4[1])
-    ops_seen = {entry["op"] for key, data in files.items() if key.endswith(".json")
-                for entry in json.loads(data)["augment"]}  # fmt: skip
-    assert ops_seen == {"hflip", "random_resized_crop", "rotate", "color_jitter", "gaussian_blur", "gaussian_noise",
-                        "erase"}  # fmt: skip
+    ops_seen = {
+        entry["op"] for key, data in files.items() if key.endswith(".json") for entry in json.loads(data)["augment"]
+    }
+    assert ops_seen == {
+        "hflip",
+        "random_resized_crop",
+        "rotate",
+        "color_jitter",
+        "gaussian_blur",
+        "gaussian_noise",
+        "erase",
+    }
 
 
 def test_memory_filesystem_end_to_end(generator):
@@ -191,7 +220,7 @@ def test_prefetch_keeps_order_bytes_and_errors(tmp_path, generator):
 def test_shards_that_start_mid_source(tmp_path, generator):
     """copies=3 in shards of 10: shards 1 and 2 begin with the 2nd/3rd copy of a source; every sample is still right."""
     ref, weights = generator
-    plan, ws = works(tmp_path, ref, count=30, shard_size=10, copies=3, augment=AUG)
+    _plan, ws = works(tmp_path, ref, count=30, shard_size=10, copies=3, augment=AUG)
     G = load_generator(ref, weights)
     for w in ws:
         write_one_shard(w, weights)
@@ -239,8 +268,7 @@ def test_a_failed_shard_stops_its_sampler_thread(tmp_path, generator):
     import threading
 
     ref, weights = generator
-    _, ws = works(tmp_path, ref, count=20, shard_size=10, prefetch=1,
-                  encoding=Encoding("png", resolution=8))  # fmt: skip
+    _, ws = works(tmp_path, ref, count=20, shard_size=10, prefetch=1, encoding=Encoding("png", resolution=8))
     broken = replace(ws[0], encoding=replace(ws[0].encoding, format="bmp"))  # unknown format: encode raises
     kept = []
     try:

@@ -8,7 +8,6 @@ they check inputs before writing anything, then hand the heavy work to
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -28,8 +27,10 @@ DATASET_FILE = ".synth/dataset.json"
 def check_out_dir(out: Path, job: Job, must_exist: bool = False) -> None:
     """Refuse an --out that holds something other than this job's output. Writes nothing."""
     if ":/" in str(out):
-        raise SynthError(f"--out {out}: must be a folder (shared by the nodes on a cluster); "
-                         "to write the shards to a URL, set output.url")  # fmt: skip
+        raise SynthError(
+            f"--out {out}: must be a folder (shared by the nodes on a cluster); "
+            "to write the shards to a URL, set output.url"
+        )
     if out.exists() and not out.is_dir():
         raise SynthError(f"--out {out}: exists and is not a folder")
     job_file = out / JOB_FILE
@@ -162,8 +163,9 @@ def class_counts(job: Job, class_names: list[str], data=None) -> tuple[int, ...]
 
             data = load_dataset(job.data, job.seed)
         real = data.class_counts().tolist()
-    return resolve_class_counts(g.classes, g.count, "count" in g.model_fields_set, job.augment.copies,
-                                list(class_names), real)  # fmt: skip
+    return resolve_class_counts(
+        g.classes, g.count, "count" in g.model_fields_set, job.augment.copies, list(class_names), real
+    )
 
 
 def check_dataset_store(job: Job, out: Path) -> None:
@@ -218,17 +220,39 @@ def generation_plan(job: Job, out: Path, data=None, device: str = "cpu") -> Gene
     sampling = sampling_of(job)
     record = ref.family.sampling_record(sampling)
     judge = judge_file(job, names, data) if g.filter is not None else None
-    plan_digest = digest({"plan": asdict(plan), "generator": meta["digest"], "encoding": asdict(encoding),
-                          "augment": job.augment.model_dump(mode="json"), **({"sampling": record} if record else {}),
-                          **({"compile": True} if g.compile else {}),  # compiled kernels may round otherwise
-                          **({"filter": {**g.filter.model_dump(mode="json"), "classifier": judge.digest}}
-                             if judge else {})})  # fmt: skip
+    plan_digest = digest(
+        {
+            "plan": asdict(plan),
+            "generator": meta["digest"],
+            "encoding": asdict(encoding),
+            "augment": job.augment.model_dump(mode="json"),
+            **({"sampling": record} if record else {}),
+            **({"compile": True} if g.compile else {}),  # compiled kernels may round otherwise
+            **({"filter": {**g.filter.model_dump(mode="json"), "classifier": judge.digest}} if judge else {}),
+        }
+    )
     store = dataset_store(job, out)
     target, takes, inception = feature_target(job, plan)
-    works = (ShardWork(store, plan, s, g.batch_size, plan_digest, ref, tuple(names), encoding, job.augment,
-                       g.prefetch, sampling, replace(target, take=takes[s.index]) if target else None, device,
-                       g.compile, g.filter)
-             for s in plan.shards())  # fmt: skip
+    works = (
+        ShardWork(
+            store,
+            plan,
+            s,
+            g.batch_size,
+            plan_digest,
+            ref,
+            tuple(names),
+            encoding,
+            job.augment,
+            g.prefetch,
+            sampling,
+            replace(target, take=takes[s.index]) if target else None,
+            device,
+            g.compile,
+            g.filter,
+        )
+        for s in plan.shards()
+    )
     # what every worker gets once, through the object store: the generator's weights, Inception's (for the
     # report's features) and the filter's classifier, where the job asks for them
     shared = (weights, inception, judge.data if judge else None)
@@ -262,13 +286,19 @@ def judge_file(job: Job, class_names: list[str], data=None):
         network = "cnn" if spec.classifier == "domain" else "fast"
         clf = domain_classifier(data, job.evaluate.classifier_epochs, job.seed, network)
         blob = export_classifier(clf.model, network, list(data.class_names), job.data.channels)
-        name = f"the domain classifier: {DOMAIN_NAME}" if network == "cnn" else f"a small fast CNN (3 stride-2 convolutions) trained on the real data"
+        name = (
+            f"the domain classifier: {DOMAIN_NAME}"
+            if network == "cnn"
+            else "a small fast CNN (3 stride-2 convolutions) trained on the real data"
+        )
         what = f"{name}, {clf.held_out_accuracy:.2%} on {clf.held_out_size:,} held-out real images"
         return JudgeFile(blob, "safetensors", data_digest(blob), what)
     path = Path(spec.classifier).expanduser()
     if not path.is_file():
-        raise SynthError(f"generate.filter.classifier: {path}: no such file (give 'domain', or a TorchScript or "
-                         "safetensors classifier)")  # fmt: skip
+        raise SynthError(
+            f"generate.filter.classifier: {path}: no such file (give 'domain', or a TorchScript or "
+            "safetensors classifier)"
+        )
     blob = path.read_bytes()
     check_judge(blob, str(path), class_names, job.data.resolution, job.data.channels)
     return JudgeFile(blob, judge_kind(blob), data_digest(blob), f"{path.name} ({judge_kind(blob)})")
@@ -363,8 +393,16 @@ def run_generate(job: Job, out: Path) -> dict:
             this_run.add(node)
 
         try:
-            engine.map_shards(write_one_shard, todo(), shared, placed.generate_tasks, on_result,
-                              num_cpus=placed.generate_cpus, num_gpus=placed.generate_gpus, on_node=on_node)
+            engine.map_shards(
+                write_one_shard,
+                todo(),
+                shared,
+                placed.generate_tasks,
+                on_result,
+                num_cpus=placed.generate_cpus,
+                num_gpus=placed.generate_gpus,
+                on_node=on_node,
+            )
         finally:  # an interrupted run keeps the nodes of the shards it finished
             planned = {s.name for s in plan.shards()}
             write_shard_nodes(out, {shard: node for shard, node in nodes.items() if shard in planned})
@@ -439,8 +477,10 @@ def remove_stale_shards(store, plan) -> None:
     for folder in (SHARDS_DIR, PARTS_DIR, FEATURES_DIR, FILTER_DIR):
         for name in store.listdir(folder):
             m = pattern.match(name)
-            if name.startswith(".") or (m and int(m.group(1)) >= plan.num_shards) or (
-                not m and name.endswith((".tar", ".parquet", ".npz"))
+            if (
+                name.startswith(".")
+                or (m and int(m.group(1)) >= plan.num_shards)
+                or (not m and name.endswith((".tar", ".parquet", ".npz")))
             ):
                 store.remove(f"{folder}/{name}")
 
@@ -496,8 +536,14 @@ def ray_feature_pass(net, chunk: int | None = None, ready=None):
 
         chunks = (Chunk(i, images[i : i + chunk], net.weights_digest) for i in range(0, len(images), chunk))
         gpus = engine.cluster_gpus()
-        engine.map_shards(chunk_features, chunks, (net.weights_path.read_bytes(),), gpus or engine.cluster_cpus(),
-                          on_result, num_gpus=1 if gpus else 0)  # fmt: skip
+        engine.map_shards(
+            chunk_features,
+            chunks,
+            (net.weights_path.read_bytes(),),
+            gpus or engine.cluster_cpus(),
+            on_result,
+            num_gpus=1 if gpus else 0,
+        )
         return out
 
     return run
@@ -508,12 +554,10 @@ def check_report_dir(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise SynthError(f"--out {out}: exists and is not a folder")
     if (out / JOB_FILE).is_file():
-        raise SynthError(f"--out {out}: holds a synth job's output, whose report this would replace; "
-                         "choose another --out (or drop --generated to judge that job)")  # fmt: skip
-
-
-def clean_ray_train_dir(out: Path) -> None:
-    shutil.rmtree(out / ".synth" / "ray_train", ignore_errors=True)
+        raise SynthError(
+            f"--out {out}: holds a synth job's output, whose report this would replace; "
+            "choose another --out (or drop --generated to judge that job)"
+        )
 
 
 def run_interpolate(job: Job, out: Path, seeds: list[int], steps: int, classes: list[str] | None) -> Path:
@@ -578,10 +622,16 @@ def submission(job: Job, job_path: Path, out: Path, address: str, python: str | 
 
     host = urlparse(address).hostname or ""
     python = python or (sys.executable if host in ("127.0.0.1", "localhost", "::1") else "python")
-    run = shlex.join([python, "-m", "synth.cli", "run"]) + ' "$f" ' + shlex.join(["--out", str(out), "--address", "auto"])
-    entrypoint = (f'f=$(mktemp -t synth-job.XXXXXX) && printf "%s" "$SYNTH_JOB_YAML" > "$f" && {{ {run}; s=$?; '
-                  'rm -f "$f"; exit $s; }')  # fmt: skip
-    runtime_env = {"py_modules": [str(Path(synth.__file__).parent)],
-                   "env_vars": {"SYNTH_JOB_YAML": job.to_yaml(), "RAY_DEDUP_LOGS": "0", "PYTHONUNBUFFERED": "1"}}  # fmt: skip
+    run = (
+        shlex.join([python, "-m", "synth.cli", "run"]) + ' "$f" ' + shlex.join(["--out", str(out), "--address", "auto"])
+    )
+    entrypoint = (
+        f'f=$(mktemp -t synth-job.XXXXXX) && printf "%s" "$SYNTH_JOB_YAML" > "$f" && {{ {run}; s=$?; '
+        'rm -f "$f"; exit $s; }'
+    )
+    runtime_env = {
+        "py_modules": [str(Path(synth.__file__).parent)],
+        "env_vars": {"SYNTH_JOB_YAML": job.to_yaml(), "RAY_DEDUP_LOGS": "0", "PYTHONUNBUFFERED": "1"},
+    }
     metadata = {"synth_job": str(job_path), "synth_out": str(out), "synth_name": job.output.name}
     return entrypoint, runtime_env, metadata

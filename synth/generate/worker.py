@@ -39,8 +39,13 @@ from synth.storage import Store
 
 PARTS_DIR = ".synth/parts"
 SHARDS_DIR = "shards"
-FILTERS = {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR,
-           "bicubic": Image.Resampling.BICUBIC, "lanczos": Image.Resampling.LANCZOS, "box": Image.Resampling.BOX}  # fmt: skip
+FILTERS = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "lanczos": Image.Resampling.LANCZOS,
+    "box": Image.Resampling.BOX,
+}
 
 
 @dataclass(frozen=True)
@@ -184,8 +189,10 @@ def _check_compiler(device: str) -> None:
         except ImportError:  # another torch: its first compiled forward says what is missing
             return
         if not has_triton():
-            raise SynthError(f"generate.compile: node {platform.node()} has no Triton for torch.compile on "
-                             f"{device}; install triton, or set generate.compile: false")  # fmt: skip
+            raise SynthError(
+                f"generate.compile: node {platform.node()} has no Triton for torch.compile on "
+                f"{device}; install triton, or set generate.compile: false"
+            )
         return
     try:
         from torch._inductor import config
@@ -197,12 +204,15 @@ def _check_compiler(device: str) -> None:
         get_cpp_compiler()
     except InvalidCxxCompiler:
         tried = ", ".join(c for c in config.cpp.cxx if c)  # g++, or the CXX environment variable
-        raise SynthError(f"generate.compile: node {platform.node()} has no C++ compiler for torch.compile (tried "
-                         f"{tried}); install one or point CXX at one, or set generate.compile: false") from None  # fmt: skip
+        raise SynthError(
+            f"generate.compile: node {platform.node()} has no C++ compiler for torch.compile (tried "
+            f"{tried}); install one or point CXX at one, or set generate.compile: false"
+        ) from None
 
 
-def sample_images(G: Sampler, seeds: np.ndarray, labels: np.ndarray, batch_size: int,
-                  sampling: Sampling = Sampling()) -> np.ndarray:  # fmt: skip
+def sample_images(
+    G: Sampler, seeds: np.ndarray, labels: np.ndarray, batch_size: int, sampling: Sampling = Sampling()
+) -> np.ndarray:
     """uint8 NHWC images, one per (seed, label); each depends on its own seed and label only."""
     batches = list(iter_images(G, seeds, labels, batch_size, sampling))
     return np.concatenate(batches) if batches else np.empty((0,), np.uint8)
@@ -216,8 +226,9 @@ def sample_images(G: Sampler, seeds: np.ndarray, labels: np.ndarray, batch_size:
 FORWARD_ROWS = 64
 
 
-def iter_images(G: Sampler, seeds: np.ndarray, labels: np.ndarray, batch_size: int,
-                sampling: Sampling = Sampling()) -> Iterator[np.ndarray]:  # fmt: skip
+def iter_images(
+    G: Sampler, seeds: np.ndarray, labels: np.ndarray, batch_size: int, sampling: Sampling = Sampling()
+) -> Iterator[np.ndarray]:
     """The images of ``sample_images``, in batches of ``batch_size``.
 
     The generator runs on ``FORWARD_ROWS`` rows at a time whatever ``batch_size`` (only the last
@@ -291,7 +302,7 @@ def prefetch(batches: Iterator[np.ndarray], depth: int) -> Iterator[np.ndarray]:
                 if not put(batch):
                     return
             put(done)
-        except BaseException as exc:  # handed to the consumer, raised there
+        except BaseException as exc:  # noqa: BLE001 -- handed to the consumer, raised there
             put(exc)
 
     job = _SAMPLER.submit(produce)
@@ -303,11 +314,6 @@ def prefetch(batches: Iterator[np.ndarray], depth: int) -> Iterator[np.ndarray]:
     finally:
         stop.set()
         job.result()
-
-
-def encode_png(image: np.ndarray) -> bytes:
-    """uint8 HWC (C = 1 or 3) -> PNG bytes (zlib level 6)."""
-    return Encoding().encode(image)
 
 
 def part_rel(shard_name: str) -> str:
@@ -343,8 +349,9 @@ def remove_temporaries(store: Store, shard_name: str) -> None:
             store.fs.rm(path)
 
 
-def write_one_shard(work: ShardWork, weights: bytes, inception: bytes | None = None,
-                    judge: bytes | None = None) -> ShardResult:  # fmt: skip
+def write_one_shard(
+    work: ShardWork, weights: bytes, inception: bytes | None = None, judge: bytes | None = None
+) -> ShardResult:
     """Generate, encode and write one shard, then its manifest part. Idempotent.
 
     ``inception``: the InceptionV3 weights, when the work asks for features (``work.features``);
@@ -354,8 +361,9 @@ def write_one_shard(work: ShardWork, weights: bytes, inception: bytes | None = N
     shard = work.shard
     if shard_is_done(work):
         meta = read_part_meta(work.store, shard.name)
-        return ShardResult(shard.index, shard.name, shard.size, int(meta["tar_bytes"]), meta["md5"], 0.0, True,
-                           _peak_rss_mb())  # fmt: skip
+        return ShardResult(
+            shard.index, shard.name, shard.size, int(meta["tar_bytes"]), meta["md5"], 0.0, True, _peak_rss_mb()
+        )
     remove_temporaries(work.store, shard.name)
     work.store.remove(features_rel(shard.name))  # an earlier plan's, or a killed attempt's
     work.store.remove(filter_rel(shard.name))
@@ -380,8 +388,16 @@ def write_one_shard(work: ShardWork, weights: bytes, inception: bytes | None = N
     if log is not None:  # before the part, like the features
         work.store.write_bytes(filter_rel(shard.name), log.to_bytes())
     write_part(work, samples, written.num_bytes, written.md5, log.kept() if log is not None else None)
-    return ShardResult(shard.index, shard.name, written.num_samples, written.num_bytes, written.md5,
-                       time.perf_counter() - t0, peak_rss_mb=_peak_rss_mb(), features=len(taken))  # fmt: skip
+    return ShardResult(
+        shard.index,
+        shard.name,
+        written.num_samples,
+        written.num_bytes,
+        written.md5,
+        time.perf_counter() - t0,
+        peak_rss_mb=_peak_rss_mb(),
+        features=len(taken),
+    )
 
 
 def _tap(stream, take: int, taken: list, shard: str):
@@ -395,8 +411,9 @@ def _tap(stream, take: int, taken: list, shard: str):
         yield key, fields
 
 
-def source_images(work: ShardWork, G, samples=None, judge: bytes | None = None,
-                  log: FilterLog | None = None) -> Iterator[tuple[np.ndarray, Picks | None]]:  # fmt: skip
+def source_images(
+    work: ShardWork, G, samples=None, judge: bytes | None = None, log: FilterLog | None = None
+) -> Iterator[tuple[np.ndarray, Picks | None]]:
     """The shard's source images (uint8 NHWC), one generator batch of ``work.batch_size`` at a time,
     each with what the filter kept (``Picks``; None without ``work.filter``).
 
@@ -415,9 +432,19 @@ def source_images(work: ShardWork, G, samples=None, judge: bytes | None = None,
     def draw(cand_seeds: np.ndarray, cand_labels: np.ndarray) -> np.ndarray:
         return sample_images(G, cand_seeds, cand_labels, len(cand_seeds), work.sampling)
 
-    return filtered_batches(draw, lambda images: judge_probs(model, images, work.device), work.filter,
-                            work.plan.job_seed, samples.source[first_of_source], seeds, labels, work.batch_size, log,
-                            work.class_names, work.shard.name)  # fmt: skip
+    return filtered_batches(
+        draw,
+        lambda images: judge_probs(model, images, work.device),
+        work.filter,
+        work.plan.job_seed,
+        samples.source[first_of_source],
+        seeds,
+        labels,
+        work.batch_size,
+        log,
+        work.class_names,
+        work.shard.name,
+    )
 
 
 _JUDGES: dict[str, torch.nn.Module] = {}
@@ -434,8 +461,9 @@ def _load_judge(data: bytes, device: str) -> torch.nn.Module:
     return _JUDGES[key]
 
 
-def encoded_samples(work: ShardWork, batches: Iterator[tuple[np.ndarray, Picks | None]],
-                    samples) -> Iterator[tuple[str, dict[str, bytes]]]:  # fmt: skip
+def encoded_samples(
+    work: ShardWork, batches: Iterator[tuple[np.ndarray, Picks | None]], samples
+) -> Iterator[tuple[str, dict[str, bytes]]]:
     """Yield ``(key, {cls, json, image})`` for each sample (no cls if unlabelled): resize, augment, encode.
 
     ``batches`` are the shard's source images in order, in batches of ``work.batch_size``, each with
@@ -443,8 +471,12 @@ def encoded_samples(work: ShardWork, batches: Iterator[tuple[np.ndarray, Picks |
     """
     plan, enc, aug = work.plan, work.encoding, work.augment
     first_source = int(samples.source[0])
-    base = {"model": work.generator.model_name, "model_digest": work.generator.digest, "job_seed": plan.job_seed,
-            "format": enc.format}  # fmt: skip
+    base = {
+        "model": work.generator.model_name,
+        "model_digest": work.generator.digest,
+        "job_seed": plan.job_seed,
+        "format": enc.format,
+    }
     sampling = work.generator.family.sampling_record(work.sampling)
     if sampling:
         base["sampling"] = sampling
@@ -457,8 +489,15 @@ def encoded_samples(work: ShardWork, batches: Iterator[tuple[np.ndarray, Picks |
             image = enc.resize(image)
             while j < len(samples.index) and samples.source[j] == source:
                 index, copy, label = int(samples.index[j]), int(samples.copy[j]), int(samples.label[j])
-                meta = {**base, "key": sample_key(index), "index": index, "source": source, "copy": copy,
-                        "seed": int(samples.seed[j]), "size": [int(image.shape[0]), int(image.shape[1])]}  # fmt: skip
+                meta = {
+                    **base,
+                    "key": sample_key(index),
+                    "index": index,
+                    "source": source,
+                    "copy": copy,
+                    "seed": int(samples.seed[j]),
+                    "size": [int(image.shape[0]), int(image.shape[1])],
+                }
                 if work.labelled:
                     meta.update({"class": label, "class_name": work.class_names[label]})
                 if enc.resolution is not None:
@@ -467,9 +506,11 @@ def encoded_samples(work: ShardWork, batches: Iterator[tuple[np.ndarray, Picks |
                     meta["filter"] = picks.record(image_in_batch)
                 if ranged:  # the value this sample drew, from the seed its image came from
                     seed = np.asarray([picks.seed[image_in_batch] if picks is not None else samples.seed[j]])
-                    meta["sampling"] = {**sampling, **{f"{name}_range": list(sampling[name]) for name in ranged},
-                                        **{name: float(per_sample(getattr(work.sampling, name), seed, name)[0])
-                                           for name in ranged}}  # fmt: skip
+                    meta["sampling"] = {
+                        **sampling,
+                        **{f"{name}_range": list(sampling[name]) for name in ranged},
+                        **{name: float(per_sample(getattr(work.sampling, name), seed, name)[0]) for name in ranged},
+                    }
                 out = image
                 if aug.enabled:
                     out, record = augment(aug.ops, image, sample_rng(int(samples.seed[j]), copy))
@@ -499,9 +540,13 @@ def write_part(work: ShardWork, samples, tar_bytes: int, md5: str, picks: Picks 
     }
     if picks is not None:
         at = samples.source - samples.source[0]  # each sample's source, within the shard
-        columns.update({"filter_score": pa.array(picks.score[at], pa.float32()),
-                        "filter_drawn": pa.array(picks.drawn[at], pa.int32()),
-                        "filter_candidate": pa.array(picks.candidate[at], pa.int32())})  # fmt: skip
+        columns.update(
+            {
+                "filter_score": pa.array(picks.score[at], pa.float32()),
+                "filter_drawn": pa.array(picks.drawn[at], pa.int32()),
+                "filter_candidate": pa.array(picks.candidate[at], pa.int32()),
+            }
+        )
     table = pa.table(columns).replace_schema_metadata(
         {"plan_digest": work.plan_digest, "tar_bytes": str(tar_bytes), "md5": md5}
     )

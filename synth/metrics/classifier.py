@@ -8,9 +8,9 @@ it), FID in its penultimate features, and the class histogram of what it sees.
 from __future__ import annotations
 
 import json
-from contextlib import nullcontext
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, fields
-from typing import Callable, ContextManager
 
 import numpy as np
 import torch
@@ -29,13 +29,25 @@ class SmallCNN(nn.Module):
     def __init__(self, channels: int, num_classes: int):
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(channels, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
-            nn.Conv2d(32, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(),
-            nn.Conv2d(64, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),
-            nn.AdaptiveAvgPool2d(4), nn.Flatten(),
-            nn.Linear(64 * 16, self.feature_dim), nn.ReLU(),
-        )  # fmt: skip
+            nn.Conv2d(channels, 32, 3, padding=1),
+            nn.BatchNorm2d(32),
+            nn.ReLU(),
+            nn.Conv2d(32, 32, 3, padding=1),
+            nn.BatchNorm2d(32),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1),
+            nn.BatchNorm2d(64),
+            nn.ReLU(),
+            nn.Conv2d(64, 64, 3, padding=1),
+            nn.BatchNorm2d(64),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.AdaptiveAvgPool2d(4),
+            nn.Flatten(),
+            nn.Linear(64 * 16, self.feature_dim),
+            nn.ReLU(),
+        )
         self.head = nn.Linear(self.feature_dim, num_classes)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
@@ -54,11 +66,18 @@ class FastCNN(nn.Module):
     def __init__(self, channels: int, num_classes: int):
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(channels, 16, 3, 2, 1), nn.BatchNorm2d(16), nn.ReLU(),
-            nn.Conv2d(16, 32, 3, 2, 1), nn.BatchNorm2d(32), nn.ReLU(),
-            nn.Conv2d(32, 64, 3, 2, 1), nn.BatchNorm2d(64), nn.ReLU(),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-        )  # fmt: skip
+            nn.Conv2d(channels, 16, 3, 2, 1),
+            nn.BatchNorm2d(16),
+            nn.ReLU(),
+            nn.Conv2d(16, 32, 3, 2, 1),
+            nn.BatchNorm2d(32),
+            nn.ReLU(),
+            nn.Conv2d(32, 64, 3, 2, 1),
+            nn.BatchNorm2d(64),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+        )
         self.head = nn.Linear(64, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -96,7 +115,7 @@ def cached_train_classifier(
     epochs: int,
     seed: int,
     held_out: float = HELD_OUT,
-    progress_bar: Callable[[int], ContextManager] | None = None,
+    progress_bar: Callable[[int], AbstractContextManager] | None = None,
     network: str = "cnn",
 ) -> TrainedClassifier:
     """train_classifier's result, from the cache (synth.cache) when the same images, labels, settings
@@ -111,8 +130,9 @@ def cached_train_classifier(
         total = images_seen(len(images) - held_out_size(len(images), held_out), epochs)
         with progress_bar(total) if progress_bar is not None else nullcontext() as bar:
             progress = None if bar is None else bar.update
-            return train_classifier(images, labels, num_classes, epochs, seed, held_out, progress=progress,
-                                    network=network)  # fmt: skip
+            return train_classifier(
+                images, labels, num_classes, epochs, seed, held_out, progress=progress, network=network
+            )
 
     from synth.metrics.cas import NETWORKS
 
@@ -121,8 +141,13 @@ def cached_train_classifier(
     parts = ("train_classifier", code, torch.__version__, BATCH, images, labels, num_classes, epochs, seed, held_out)
     if network != "cnn":  # the domain classifier's key stays what it was
         parts += (network,)
-    clf, hit = memoize("classifiers", parts, train, _encode_classifier,
-                       lambda data: _decode_classifier(data, images.shape[-1], num_classes, build))  # fmt: skip
+    clf, hit = memoize(
+        "classifiers",
+        parts,
+        train,
+        _encode_classifier,
+        lambda data: _decode_classifier(data, images.shape[-1], num_classes, build),
+    )
     clf.from_cache = hit
     return clf
 
@@ -227,12 +252,6 @@ def predict(model: nn.Module, images: np.ndarray, batch_size: int = 500) -> np.n
     """Predicted class of each uint8 NHWC image."""
     out = [model(from_uint8(images[i : i + batch_size])).argmax(1) for i in range(0, len(images), batch_size)]
     return torch.cat(out).numpy()
-
-
-@torch.no_grad()
-def classifier_features(model: SmallCNN, images: np.ndarray, batch_size: int = 500) -> np.ndarray:
-    """Penultimate features (N, 128) float64 of uint8 NHWC images."""
-    return classifier_outputs(model, images, batch_size)[0]
 
 
 @torch.no_grad()

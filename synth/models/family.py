@@ -68,7 +68,7 @@ def per_sample(value: Setting, seeds: np.ndarray, name: str) -> float | np.ndarr
     return np.round(out, 6)
 
 
-def scaled_latents(family: "Family", net, seeds: np.ndarray, sampling: Sampling) -> torch.Tensor:
+def scaled_latents(family: Family, net, seeds: np.ndarray, sampling: Sampling) -> torch.Tensor:
     """Each seed's latent scaled by its truncation: the job's value, or its own draw from a range
     (``per_sample``). A truncation of 1 leaves the latents as drawn."""
     z = family.latents(net, seeds)
@@ -140,7 +140,9 @@ class Family:
         """Images (float NCHW in [-1, 1]) from starting points ``z`` (N, D), as ``sample`` makes them from seeds."""
         raise NotImplementedError
 
-    def interpolate(self, net: nn.Module, seeds: np.ndarray, label: int, steps: int, sampling: Sampling) -> torch.Tensor:
+    def interpolate(
+        self, net: nn.Module, seeds: np.ndarray, label: int, steps: int, sampling: Sampling
+    ) -> torch.Tensor:
         """Images along a spherical path through the seeds' starting points, ``steps`` per segment, one class."""
         from synth.models.common import slerp_path
 
@@ -160,8 +162,3 @@ class Family:
 
 def shape_of(model_config: dict[str, Any]) -> ImageShape:
     return ImageShape(int(model_config["resolution"]), int(model_config["channels"]), int(model_config["num_classes"]))
-
-
-def spec_fields(model_config: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
-    """The model spec's fields among a checkpoint's ``model_config``."""
-    return {k: model_config[k] for k in names if k in model_config}

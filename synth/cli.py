@@ -6,9 +6,10 @@ Heavy libraries (torch, ray) are imported inside the commands, so ``synth --help
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -23,12 +24,12 @@ app = typer.Typer(
 JobArg = Annotated[Path, typer.Argument(help="job spec (YAML), e.g. jobs/quickstart.yaml", show_default=False)]
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="output folder of this job", show_default=False)]
 SetOpt = Annotated[
-    Optional[list[str]],
+    list[str] | None,
     typer.Option("--set", "-s", help="override a field: section.field=value (repeatable)", show_default=False),
 ]
 DryOpt = Annotated[bool, typer.Option("--dry-run", help="print the resolved job and exit")]
 AddrOpt = Annotated[
-    Optional[str],
+    str | None,
     typer.Option("--address", help="Ray cluster to use (e.g. ray://host:10001 or auto); default: embedded local Ray"),
 ]
 
@@ -49,8 +50,23 @@ def load(job_path: Path, sets: list[str] | None, dry_run: bool):
     return job
 
 
+def node_lost(cause: str) -> None:
+    """errors.on_node_lost for the CLI: the embedded Ray's node died under the command; say so, exit 1."""
+    sys.stdout.flush()
+    print(f"error: {node_lost_line(cause)}", file=sys.stderr, flush=True)
+    os._exit(1)  # Ray cannot shut down a node that is gone; what is finished is on disk
+
+
+def node_lost_line(cause: str) -> str:
+    return (
+        f"the Ray node running this command was lost ({cause}); finished steps and shards are kept: "
+        "run the same command again to resume"
+    )
+
+
 def guarded(fn):
-    """Turn SynthError into one line on stderr and exit 2; Ctrl-C into exit 130."""
+    """Turn SynthError into one line on stderr and exit 2; Ctrl-C into exit 130; a Ray node or process
+    lost mid-job into Ray's traceback, then one line that says so, and exit 1."""
     import functools
 
     @functools.wraps(fn)
@@ -63,6 +79,14 @@ def guarded(fn):
             fail(str(exc))
         except KeyboardInterrupt:
             fail("interrupted; run the same command again to resume", 130)
+        except Exception as exc:
+            from synth.errors import ray_failure_line
+
+            line = ray_failure_line(exc)
+            if line is None:
+                raise
+            print(f"{type(exc).__name__}: {exc}", file=sys.stderr)  # Ray's account of what died
+            fail(line, 1)
 
     return wrapper
 
@@ -147,14 +171,27 @@ def generate(job: JobArg, out: OutOpt, set_: SetOpt = None, dry_run: DryOpt = Fa
 @guarded
 def evaluate(
     out: OutOpt,
-    job: Annotated[Optional[Path], typer.Argument(help="job spec (YAML) whose output to judge", show_default=False)] = None,
-    generated: Annotated[Optional[Path], typer.Option(
-        "--generated", help="judge these images instead: a synth dataset folder, WebDataset shards (a .tar or a "
-        "folder of them) or a folder of images (class sub-folders named as the real classes, or none)",
-        show_default=False)] = None,
-    real: Annotated[Optional[str], typer.Option(
-        "--real", help="the real data to judge against: a source (digits, mnist_subset, mnist, fashion_mnist) or a "
-        "folder with one sub-folder of images per class; sets data.source/data.path", show_default=False)] = None,
+    job: Annotated[
+        Path | None, typer.Argument(help="job spec (YAML) whose output to judge", show_default=False)
+    ] = None,
+    generated: Annotated[
+        Path | None,
+        typer.Option(
+            "--generated",
+            help="judge these images instead: a synth dataset folder, WebDataset shards (a .tar or a "
+            "folder of them) or a folder of images (class sub-folders named as the real classes, or none)",
+            show_default=False,
+        ),
+    ] = None,
+    real: Annotated[
+        str | None,
+        typer.Option(
+            "--real",
+            help="the real data to judge against: a source (digits, mnist_subset, mnist, fashion_mnist) or a "
+            "folder with one sub-folder of images per class; sets data.source/data.path",
+            show_default=False,
+        ),
+    ] = None,
     set_: SetOpt = None,
     dry_run: DryOpt = False,
     address: AddrOpt = None,
@@ -183,7 +220,9 @@ def evaluate(
         elif Path(real).is_dir():
             sets[:0] = ["data.source=folder", f"data.path={Path(real).resolve()}"]
         else:
-            fail(f"--real {real}: neither a data source ({', '.join(s for s in sources if s != 'folder')}) nor a folder")
+            fail(
+                f"--real {real}: neither a data source ({', '.join(s for s in sources if s != 'folder')}) nor a folder"
+            )
     if job is not None:
         spec = load(job, sets, dry_run)
     else:
@@ -216,7 +255,7 @@ def interpolate(
     out: OutOpt,
     seeds: Annotated[str, typer.Option("--seeds", help="sample seeds to pass through, comma-separated")] = "1,2,3",
     steps: Annotated[int, typer.Option("--steps", help="images per segment between two seeds")] = 8,
-    classes: Annotated[Optional[str], typer.Option("--classes", help="class names or indexes (default: all)")] = None,
+    classes: Annotated[str | None, typer.Option("--classes", help="class names or indexes (default: all)")] = None,
     set_: SetOpt = None,
 ) -> None:
     """Write a grid of images along a path between seeds' latents: one row per class.
@@ -248,8 +287,9 @@ def interpolate(
 @app.command()
 @guarded
 def verify(
-    dataset: Annotated[str, typer.Argument(help="a job's --out folder, or a dataset folder or fsspec URL",
-                                           show_default=False)],  # fmt: skip
+    dataset: Annotated[
+        str, typer.Argument(help="a job's --out folder, or a dataset folder or fsspec URL", show_default=False)
+    ],
 ) -> None:
     """Check every shard against the manifest: count, checksum, images decode, labels in range.
 
@@ -299,9 +339,10 @@ def _dataset_location(text: str):
 
 
 JobsAddrOpt = Annotated[
-    Optional[str],
-    typer.Option("--address", help="the cluster's Ray dashboard, http://HOST:8265 (default: RAY_ADDRESS)",
-                 show_default=False),
+    str | None,
+    typer.Option(
+        "--address", help="the cluster's Ray dashboard, http://HOST:8265 (default: RAY_ADDRESS)", show_default=False
+    ),
 ]
 IdArg = Annotated[str, typer.Argument(help="the job's id, as `synth submit` printed it", show_default=False)]
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
@@ -311,13 +352,28 @@ TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 @guarded
 def submit(
     job: JobArg,
-    out: Annotated[Path, typer.Option("--out", "-o", help="output folder on the cluster: a path every node sees "
-                                      "(relative paths are made absolute here)", show_default=False)],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            "-o",
+            help="output folder on the cluster: a path every node sees (relative paths are made absolute here)",
+            show_default=False,
+        ),
+    ],
     set_: SetOpt = None,
     address: JobsAddrOpt = None,
-    wait: Annotated[bool, typer.Option("--wait", help="follow the job's log until it ends; exit with its status")] = False,
-    python: Annotated[Optional[str], typer.Option("--python", help="the cluster's Python (default: this one on a "
-                                                  "local cluster, else `python`)", show_default=False)] = None,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="follow the job's log until it ends; exit with its status")
+    ] = False,
+    python: Annotated[
+        str | None,
+        typer.Option(
+            "--python",
+            help="the cluster's Python (default: this one on a local cluster, else `python`)",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Send the job to a Ray cluster through its Jobs API (`synth run` there); print the job's id.
 
@@ -337,7 +393,9 @@ def submit(
     job_id = engine.submit_job(url, entrypoint, runtime_env, metadata)
     typer.echo(f"submitted: {job_id} to {url}")
     if not wait:
-        typer.echo(f"follow it: synth logs {job_id} --follow --address {url}   (synth status {job_id}, synth stop {job_id})")
+        typer.echo(
+            f"follow it: synth logs {job_id} --follow --address {url}   (synth status {job_id}, synth stop {job_id})"
+        )
         return
     _wait_for(url, job_id)
 
@@ -424,12 +482,18 @@ def jobs(address: JobsAddrOpt = None) -> None:
         typer.echo("no jobs")
 
 
-cluster_app = typer.Typer(help="A multi-node Ray cluster on this machine (on 127.0.0.1, with its own token): up, "
-                          "status, down.",
-                          no_args_is_help=True)  # fmt: skip
+cluster_app = typer.Typer(
+    help="A multi-node Ray cluster on this machine (on 127.0.0.1, with its own token): up, status, down; "
+    "and the token for the clusters that cluster/*.yaml and manifests/ start.",
+    no_args_is_help=True,
+)
 app.add_typer(cluster_app, name="cluster")
-DirOpt = Annotated[Optional[Path], typer.Option("--dir", help="the cluster's folder (default: $SYNTH_CLUSTER_DIR or "
-                                                "~/.synth/cluster)", show_default=False)]  # fmt: skip
+DirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--dir", help="the cluster's folder (default: $SYNTH_CLUSTER_DIR or ~/.synth/cluster)", show_default=False
+    ),
+]
 
 
 def _cluster_root(dir_: Path | None) -> Path:
@@ -442,8 +506,12 @@ def _cluster_root(dir_: Path | None) -> Path:
 @guarded
 def cluster_up(
     nodes: Annotated[int, typer.Option("--nodes", "-n", help="nodes, the head included")] = 2,
-    cpus: Annotated[Optional[int], typer.Option("--cpus-per-node", help="CPUs each node offers (default: the "
-                                                "machine's, shared out)", show_default=False)] = None,
+    cpus: Annotated[
+        int | None,
+        typer.Option(
+            "--cpus-per-node", help="CPUs each node offers (default: the machine's, shared out)", show_default=False
+        ),
+    ] = None,
     object_store_mb: Annotated[int, typer.Option("--object-store-mb", help="object store per node, MiB")] = 256,
     dir_: DirOpt = None,
 ) -> None:
@@ -459,10 +527,36 @@ def cluster_up(
 
     root = _cluster_root(dir_)
     state = cluster.up(root, nodes, cpus, object_store_mb, say=typer.echo)
-    typer.echo(f"cluster up: {nodes} node(s), {state['cpus_per_node']} CPU(s) each; Ray at {state['address']}, "
-               f"Jobs API at {state['dashboard']}")  # fmt: skip
-    typer.echo(f"use it: source {root / cluster.ENV}   (RAY_ADDRESS and the cluster's token), then "
-               f"synth submit JOB --out DIR; stop it: synth cluster down --dir {root}")  # fmt: skip
+    typer.echo(
+        f"cluster up: {nodes} node(s), {state['cpus_per_node']} CPU(s) each; Ray at {state['address']}, "
+        f"Jobs API at {state['dashboard']}"
+    )
+    typer.echo(
+        f"use it: source {root / cluster.ENV}   (RAY_ADDRESS and the cluster's token), then "
+        f"synth submit JOB --out DIR; stop it: synth cluster down --dir {root}"
+    )
+
+
+@cluster_app.command("token")
+@guarded
+def cluster_token(
+    path: Annotated[
+        Path | None,
+        typer.Option("--path", help="the token file (default: ~/.synth/ray_token)", show_default=False),
+    ] = None,
+) -> None:
+    """Make the token for a cluster that cluster/*.yaml or manifests/ start (kept if it exists).
+
+    Ray's token authentication needs one token on every node and client. The file is readable by
+    you alone; `ray up` copies it to the nodes, Kubernetes takes it as a Secret, and a client uses
+    it with: export RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH=~/.synth/ray_token
+    """
+    from synth import cluster
+
+    path = (path or cluster.default_token_path()).expanduser().resolve()
+    made = cluster.ensure_token(path)
+    typer.echo(f"token: {path} ({'new' if made else 'kept: it was there'}; readable by you alone)")
+    typer.echo(f"use it: export RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH={path}")
 
 
 @cluster_app.command("status")
@@ -476,8 +570,10 @@ def cluster_status(dir_: DirOpt = None) -> None:
     typer.echo(f"Ray at {state['address']}, Jobs API at {state['dashboard']}: {len(nodes)} node(s) alive")
     for n in nodes:
         res = n.get("resources_total", {})
-        typer.echo(f"  {n.get('node_id', '')[:12]}  {'head' if n.get('is_head_node') else 'worker'}  "
-                   f"{n.get('node_ip')}  CPU {res.get('CPU', 0):g}  GPU {res.get('GPU', 0):g}")  # fmt: skip
+        typer.echo(
+            f"  {n.get('node_id', '')[:12]}  {'head' if n.get('is_head_node') else 'worker'}  "
+            f"{n.get('node_ip')}  CPU {res.get('CPU', 0):g}  GPU {res.get('GPU', 0):g}"
+        )
 
 
 @cluster_app.command("down")
@@ -497,18 +593,23 @@ def _say_trained(t: dict) -> None:
     else:
         nodes = len({n for n in t.get("nodes") or [] if n})
         where = f" on {nodes} node(s)" if nodes > 1 else ""
-        typer.echo(f"trained: {t.get('step')} steps on {t.get('world_size')} worker(s){where} in {t.get('seconds', 0):.0f} s")
+        typer.echo(
+            f"trained: {t.get('step')} steps on {t.get('world_size')} worker(s){where} in {t.get('seconds', 0):.0f} s"
+        )
 
 
 def _say_generated(g: dict, out: Path) -> None:
     typer.echo(
         f"generated: {g['count']:,} images in {g['shards']} shards under {g['location'].rstrip('/')}/shards "
         f"({g['generated']:,} new, {g['images_per_s']:,.0f} images/s; {g['skipped_shards']} shards already done"
-        + (f"; on {g['nodes']} nodes" if g.get("nodes", 0) > 1 else "") + ")"
+        + (f"; on {g['nodes']} nodes" if g.get("nodes", 0) > 1 else "")
+        + ")"
     )
     if g.get("features_for_report"):
-        typer.echo(f"features: InceptionV3 features of {g['features_for_report']:,} samples for the report, computed "
-                   "by the workers (included in the time above)")  # fmt: skip
+        typer.echo(
+            f"features: InceptionV3 features of {g['features_for_report']:,} samples for the report, computed "
+            "by the workers (included in the time above)"
+        )
     typer.echo(f"manifest: {g['manifest']} (+ shardindex.json for wids, _info.json for timm)")
 
 
@@ -521,12 +622,17 @@ def _say_evaluated(f: dict, out: Path) -> None:
     if "reconstruction_mae" in f:
         parts.append(f"reconstruction error {f['reconstruction_mae']:.1f} grey levels")
     if "fid_inception" in f:
-        parts.append(f"Inception FID {f['fid_inception']:.2f} ({f['fid_inception_num_generated']} vs {f['fid_inception_num_real']})")
+        parts.append(
+            f"Inception FID {f['fid_inception']:.2f} ({f['fid_inception_num_generated']} vs {f['fid_inception_num_real']})"
+        )
     typer.echo("evaluated: " + ", ".join(parts))
     typer.echo(f"report: {out / 'report.html'}")
 
 
 def main() -> None:
+    from synth import errors
+
+    errors.on_node_lost = node_lost
     app()
 
 

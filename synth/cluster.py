@@ -15,6 +15,8 @@ use the cluster: RAY_ADDRESS, the Jobs API's address, and the token settings) an
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import secrets
@@ -36,6 +38,7 @@ from synth.fsutil import atomic_write_bytes
 STATE = "cluster.json"
 TOKEN = "auth_token"
 ENV = "env"
+LOCK = ".lock"
 
 
 def default_dir() -> Path:
@@ -59,6 +62,66 @@ def ray_executable() -> str:
 def auth_env(root: Path) -> dict[str, str]:
     """What every process of the cluster (nodes, drivers, job clients) needs to be let in."""
     return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(root / TOKEN)}
+
+
+@contextlib.contextmanager
+def folder_lock(root: Path, wait_s: float = 300.0, say=print):
+    """Hold the cluster folder for one ``up`` or ``down`` at a time (an flock on ``root/.lock``).
+
+    Two shells running ``up`` and ``down`` on one folder would otherwise interleave: ``down`` could
+    stop the head while ``up`` starts a worker that no state file records. The second command waits
+    for the first (up to ``wait_s``), then sees the folder as the first left it. The kernel drops the
+    lock when its holder exits, killed or not, so no stale lock outlives a crash.
+    """
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with open(root / LOCK, "a") as fh:
+        deadline = time.monotonic() + wait_s
+        told = False
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise SynthError(
+                        f"{root}: another `synth cluster up` or `down` has held this folder for {wait_s:.0f} s; "
+                        "wait for it to finish, or stop it"
+                    ) from None
+                if not told:
+                    say(f"waiting for another `synth cluster up` or `down` on {root} to finish")
+                    told = True
+                time.sleep(0.2)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def default_token_path() -> Path:
+    """Where ``synth cluster token`` keeps the token of the clusters that synth's launcher configs and
+    Kubernetes manifests start (``~/.synth/ray_token``)."""
+    return Path.home() / ".synth" / "ray_token"
+
+
+def write_token(path: Path) -> None:
+    """A new random token at ``path``, private to the user from its first byte (mode 600)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secrets.token_hex(32))
+
+
+def ensure_token(path: Path) -> bool:
+    """Make the token at ``path`` unless one is there; True if made. Refuses a token others can read."""
+    if path.exists():
+        mode = path.stat().st_mode & 0o777
+        if mode & 0o077:
+            raise SynthError(f"{path}: the token is readable by others (mode {mode:o}); chmod 600 {path}")
+        if not path.read_text().strip():
+            raise SynthError(f"{path}: the token file is empty; remove it and run `synth cluster token` again")
+        return False
+    write_token(path)
+    return True
 
 
 def read_state(root: Path) -> dict | None:
@@ -91,27 +154,64 @@ def alive(pid: int) -> bool:
     return False
 
 
-def node_command(ray: str, head: bool, cpus: int, object_store_mb: int, state: dict,
-                 worker_ports: tuple[int, int]) -> list[str]:  # fmt: skip
+def node_command(
+    ray: str, head: bool, cpus: int, object_store_mb: int, state: dict, worker_ports: tuple[int, int]
+) -> list[str]:
     """``ray start --block`` for one node, every port of its own (several nodes share this machine)."""
-    cmd = [ray, "start", "--block", "--node-ip-address=127.0.0.1", f"--num-cpus={cpus}", "--num-gpus=0",
-           f"--object-store-memory={object_store_mb * 1024 * 1024}",
-           f"--node-manager-port={free_port()}", f"--object-manager-port={free_port()}",
-           f"--runtime-env-agent-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
-           f"--dashboard-agent-listen-port={free_port()}", f"--metrics-export-port={free_port()}",
-           f"--min-worker-port={worker_ports[0]}", f"--max-worker-port={worker_ports[1]}"]  # fmt: skip
+    cmd = [
+        ray,
+        "start",
+        "--block",
+        "--node-ip-address=127.0.0.1",
+        f"--num-cpus={cpus}",
+        "--num-gpus=0",
+        f"--object-store-memory={object_store_mb * 1024 * 1024}",
+        f"--node-manager-port={free_port()}",
+        f"--object-manager-port={free_port()}",
+        f"--runtime-env-agent-port={free_port()}",
+        f"--dashboard-agent-grpc-port={free_port()}",
+        f"--dashboard-agent-listen-port={free_port()}",
+        f"--metrics-export-port={free_port()}",
+        f"--min-worker-port={worker_ports[0]}",
+        f"--max-worker-port={worker_ports[1]}",
+    ]
     if head:
-        cmd += ["--head", f"--port={state['gcs_port']}", "--dashboard-host=127.0.0.1",
-                f"--dashboard-port={state['dashboard_port']}", f"--ray-client-server-port={free_port()}",
-                f"--temp-dir={state['temp_dir']}"]  # fmt: skip
+        cmd += [
+            "--head",
+            f"--port={state['gcs_port']}",
+            "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={state['dashboard_port']}",
+            f"--ray-client-server-port={free_port()}",
+            f"--temp-dir={state['temp_dir']}",
+        ]
     else:
         cmd += [f"--address={state['address']}"]
     return cmd
 
 
-def up(root: Path, nodes: int, cpus_per_node: int | None = None, object_store_mb: int = 256,
-       timeout: float = 120.0, say=print) -> dict:  # fmt: skip
-    """Start a head and ``nodes - 1`` worker nodes; returns the cluster's state once all are alive."""
+def up(
+    root: Path,
+    nodes: int,
+    cpus_per_node: int | None = None,
+    object_store_mb: int = 256,
+    timeout: float = 120.0,
+    say=print,
+) -> dict:
+    """Start a head and ``nodes - 1`` worker nodes; returns the cluster's state once all are alive.
+
+    One ``up`` or ``down`` at a time holds the folder (``folder_lock``)."""
+    with folder_lock(root, say=say):
+        return _up(root, nodes, cpus_per_node, object_store_mb, timeout, say)
+
+
+def _up(
+    root: Path,
+    nodes: int,
+    cpus_per_node: int | None = None,
+    object_store_mb: int = 256,
+    timeout: float = 120.0,
+    say=print,
+) -> dict:
     if nodes < 1:
         raise SynthError(f"--nodes {nodes}: need at least 1")
     old = read_state(root)
@@ -122,9 +222,7 @@ def up(root: Path, nodes: int, cpus_per_node: int | None = None, object_store_mb
     root.mkdir(parents=True, exist_ok=True, mode=0o700)
     token = root / TOKEN
     token.unlink(missing_ok=True)
-    fd = os.open(token, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # private from its first byte
-    with os.fdopen(fd, "w") as fh:
-        fh.write(secrets.token_hex(32))
+    write_token(token)
     gcs, dashboard = free_port(), free_port()
     state = {
         "address": f"127.0.0.1:{gcs}",
@@ -144,22 +242,38 @@ def up(root: Path, nodes: int, cpus_per_node: int | None = None, object_store_mb
             log = root / f"node-{i}.log"
             cmd = node_command(ray, i == 0, cpus, object_store_mb, state, free_range(100))
             with open(log, "wb") as fh:
-                procs.append(subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                              env=env, start_new_session=True))  # fmt: skip
+                procs.append(
+                    subprocess.Popen(
+                        cmd,
+                        stdout=fh,
+                        stderr=subprocess.STDOUT,
+                        stdin=subprocess.DEVNULL,
+                        env=env,
+                        start_new_session=True,
+                    )
+                )
             state["nodes"].append({"role": "head" if i == 0 else "worker", "pid": procs[-1].pid, "log": str(log)})
             save_state(root, state)
             if i == 0:
                 wait_for(lambda: len(alive_nodes(state, root)) >= 1, timeout, "the head node", log, procs)
                 say(f"head node up: {state['address']} (dashboard {state['dashboard']})")
-        wait_for(lambda: len(alive_nodes(state, root)) >= nodes, timeout, f"{nodes} nodes",
-                 root / f"node-{nodes - 1}.log", procs)  # fmt: skip
+        wait_for(
+            lambda: len(alive_nodes(state, root)) >= nodes,
+            timeout,
+            f"{nodes} nodes",
+            root / f"node-{nodes - 1}.log",
+            procs,
+        )
     except BaseException:
-        down(root)
+        _down(root)
         raise
     # RAY_ADDRESS: the Jobs API (synth submit|status|logs|stop|jobs, and `ray job`); `synth run --address`
     # takes the Ray address itself (state["address"])
-    (root / ENV).write_text("".join(f"export {k}={shlex.quote(v)}\n" for k, v in {"RAY_ADDRESS": state["dashboard"],
-                                                                                  **auth_env(root)}.items()))  # fmt: skip
+    (root / ENV).write_text(
+        "".join(
+            f"export {k}={shlex.quote(v)}\n" for k, v in {"RAY_ADDRESS": state["dashboard"], **auth_env(root)}.items()
+        )
+    )
     return state
 
 
@@ -178,8 +292,9 @@ def wait_for(check, timeout: float, what: str, log: Path, procs=()) -> None:
             pass
         dead = [p for p in procs if p.poll() is not None]
         if dead:
-            raise SynthError(f"a node's `ray start` exited ({dead[0].returncode}) before {what} were up; see "
-                             f"{log.parent}/node-*.log")  # fmt: skip
+            raise SynthError(
+                f"a node's `ray start` exited ({dead[0].returncode}) before {what} were up; see {log.parent}/node-*.log"
+            )
         time.sleep(1.0)
     tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.is_file() else []
     raise SynthError(f"{what} not up after {timeout:.0f} s; see {log}" + (f" ({tail[0][:200]})" if tail else ""))
@@ -234,6 +349,15 @@ def status(root: Path) -> tuple[dict, list[dict]]:
 
 
 def down(root: Path, timeout: float = 10.0) -> tuple[int, int]:
+    """Stop the nodes started from ``root``; see ``_down``. Waits for an ``up`` or ``down`` that holds
+    the folder (``folder_lock``)."""
+    if not (root / STATE).is_file() and not (root / LOCK).is_file():
+        raise SynthError(f"{root}: no cluster started from here")
+    with folder_lock(root):
+        return _down(root, timeout)
+
+
+def _down(root: Path, timeout: float = 10.0) -> tuple[int, int]:
     """Stop the nodes started from ``root`` (workers first), by their process groups; returns (how many
     were running, how many of those had to be killed). SIGTERM asks ``ray start --block`` to stop
     its node's processes; a node still up after ``timeout`` (common once jobs have run: Ray's own

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import logging
 import os
+import select
+import subprocess
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
+from synth import errors
 from synth.errors import SynthError
 from synth.placement import Placement, place
 from synth.spec import Job
@@ -55,14 +59,113 @@ def ray_session(address: str | None = None) -> Iterator[None]:
     finally:
         if hidden is not None:
             os.environ["RAY_ADDRESS"] = hidden
+    lost = errors.on_node_lost
+    watch = watch_node(lost) if _EMBEDDED and lost is not None else None
     try:
         yield
+    except BaseException as exc:
+        if watch is not None and errors.ray_failure_line(exc) is not None:
+            # Ray's error may come a few milliseconds before the raylet is gone: if it goes, say that the
+            # node was lost, rather than let ray.shutdown crash on the dead node's object store
+            try:
+                code = watch.raylet.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                code = None
+            if code is not None:
+                watch.set()
+                lost(f"its raylet exited with code {code}")
+        raise
     finally:
+        if watch is not None:
+            watch.set()  # before shutdown stops the raylet on purpose
         _EMBEDDED = False
         ray.shutdown()
 
 
 _EMBEDDED = False  # the Ray in use is one ray_session started here: it cannot add nodes
+
+
+class NodeWatch(threading.Event):
+    """Set it to stop watching; ``raylet`` is the raylet's process (``subprocess.Popen``)."""
+
+    raylet: Any = None
+
+
+# how the raylet's agents show in their command lines (process titles once started), and their names
+AGENTS = {
+    "DashboardAgent": "dashboard agent",
+    "dashboard/agent.py": "dashboard agent",
+    "RuntimeEnvAgent": "runtime-env agent",
+    "runtime_env/agent": "runtime-env agent",
+}
+
+
+def node_agents(raylet_pid: int) -> dict[int, str]:
+    """The raylet's agent processes, pid -> name: Ray ends the node when one of them dies."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) != raylet_pid:  # after the name: state, ppid
+                continue
+            command = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, ValueError, IndexError):
+            continue
+        for marker, name in AGENTS.items():
+            if marker in command:
+                found[int(stat.parent.name)] = name
+    return found
+
+
+def watch_node(lost: Callable[[str], None], interval_s: float = 0.5) -> NodeWatch:
+    """Call ``lost(cause)`` from a daemon thread when the embedded Ray's node dies: its raylet exits,
+    or one of the agents that the raylet fate-shares with does. Set the returned event to stop.
+
+    The driver's core worker ends the process itself tens of milliseconds after it learns that its
+    node is dead, with no Python code run after it (seen here). An agent's death comes seconds
+    before that (the raylet takes that long to notice and exit), and the raylet's exit wakes this
+    thread at once (a pidfd), so this is the one place that can still say what happened. When an
+    error from the node's death reaches ``ray_session`` first, it calls ``lost`` there, before
+    ``ray.shutdown`` (which Ray's own code ends abruptly then).
+    """
+    from ray._private import ray_constants
+    from ray._private.worker import _global_node
+
+    raylet = _global_node.all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process
+    stop = NodeWatch()
+    stop.raylet = raylet
+
+    def open_pidfd(pid: int) -> int | None:
+        try:  # Linux 5.3+: readable the moment the process exits
+            return os.pidfd_open(pid)
+        except (AttributeError, OSError):
+            return None
+
+    def run() -> None:
+        raylet_fd = open_pidfd(raylet.pid)
+        agents: dict[int, tuple[str, int | None]] = {}
+        while not stop.is_set():
+            if len(agents) < 2:  # the agents may start after ray.init returns
+                for pid, name in node_agents(raylet.pid).items():
+                    agents.setdefault(pid, (name, open_pidfd(pid)))
+            fds = [fd for fd in [raylet_fd, *(fd for _, fd in agents.values())] if fd is not None]
+            if fds:
+                ready = select.select(fds, [], [], interval_s)[0]
+            else:  # no pidfds here: look every interval
+                stop.wait(interval_s)
+                ready = []
+            if stop.is_set():
+                return
+            code = raylet.poll()
+            if code is not None:
+                lost(f"its raylet exited with code {code}")
+                return
+            for pid, (name, fd) in agents.items():
+                if fd in ready or (fd is None and not Path(f"/proc/{pid}").exists()):
+                    lost(f"its {name} (pid {pid}) died, and Ray ends the node with it")
+                    return
+
+    threading.Thread(target=run, name="synth-node-watch", daemon=True).start()
+    return stop
 
 
 def placement(job: Job, stage: str, warn: bool = True) -> Placement:
@@ -72,8 +175,14 @@ def placement(job: Job, stage: str, warn: bool = True) -> Placement:
 
     found = ray.cluster_resources()
     nodes = [n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")]
-    placed, warnings = place(job, int(found.get("CPU", 0)), float(found.get("GPU", 0)), not _EMBEDDED, stage,
-                             node_cpus=int(max(nodes, default=0)) or None)  # fmt: skip
+    placed, warnings = place(
+        job,
+        int(found.get("CPU", 0)),
+        float(found.get("GPU", 0)),
+        not _EMBEDDED,
+        stage,
+        node_cpus=int(max(nodes, default=0)) or None,
+    )
     for line in warnings if warn else ():
         log.warning(f"[synth] {line}")
     return placed
@@ -150,7 +259,9 @@ def _note_node(out_dir: Path, what: str) -> None:
 def train_nodes(out_dir: Path, world_size: int) -> list[str | None]:
     """The node of each training rank of the last run (None where not recorded)."""
     folder = out_dir / NODES_DIR
-    return [(folder / f"train-{r}").read_text() if (folder / f"train-{r}").is_file() else None for r in range(world_size)]
+    return [
+        (folder / f"train-{r}").read_text() if (folder / f"train-{r}").is_file() else None for r in range(world_size)
+    ]
 
 
 def train_on_ray(job: Job, out_dir: Path, log_lines: bool = True, placed: Placement | None = None) -> dict:
@@ -312,8 +423,10 @@ def job_client(address: str | None):
         return JobSubmissionClient(address)
     except _api_errors() as exc:
         if type(exc).__name__ == "AuthenticationError":
-            raise SynthError(f"--address {address}: refused: this cluster wants its token (set RAY_AUTH_MODE=token "
-                             "and RAY_AUTH_TOKEN_PATH, e.g. source the cluster's env file)") from None  # fmt: skip
+            raise SynthError(
+                f"--address {address}: refused: this cluster wants its token (set RAY_AUTH_MODE=token "
+                "and RAY_AUTH_TOKEN_PATH, e.g. source the cluster's env file)"
+            ) from None
         raise SynthError(f"--address {address}: cannot reach the Ray Jobs API ({_first_line(exc)})") from None
 
 
@@ -323,8 +436,14 @@ def _api_errors() -> tuple[type[BaseException], ...]:
     import requests
     from ray.exceptions import AuthenticationError
 
-    return (ConnectionError, RuntimeError, ValueError, AuthenticationError, requests.RequestException,
-            aiohttp.ClientError)  # fmt: skip
+    return (
+        ConnectionError,
+        RuntimeError,
+        ValueError,
+        AuthenticationError,
+        requests.RequestException,
+        aiohttp.ClientError,
+    )
 
 
 def _first_line(exc: BaseException) -> str:
@@ -355,9 +474,15 @@ def job_info(address: str | None, job_id: str) -> dict:
     client = job_client(address)
     with _job_errors(job_id):
         info = client.get_job_info(job_id)
-    return {"id": job_id, "status": str(info.status.value if hasattr(info.status, "value") else info.status),
-            "message": info.message, "entrypoint": info.entrypoint, "start_time": info.start_time,
-            "end_time": info.end_time, "metadata": info.metadata or {}}  # fmt: skip
+    return {
+        "id": job_id,
+        "status": str(info.status.value if hasattr(info.status, "value") else info.status),
+        "message": info.message,
+        "entrypoint": info.entrypoint,
+        "start_time": info.start_time,
+        "end_time": info.end_time,
+        "metadata": info.metadata or {},
+    }
 
 
 def job_logs(address: str | None, job_id: str) -> str:
@@ -390,6 +515,14 @@ def list_jobs(address: str | None) -> list[dict]:
     client = job_client(address)
     with _job_errors():
         jobs = client.list_jobs()
-    return [{"id": j.submission_id or j.job_id, "status": str(j.status.value if hasattr(j.status, "value") else j.status),
-             "entrypoint": j.entrypoint, "start_time": j.start_time, "end_time": j.end_time,
-             "metadata": j.metadata or {}} for j in jobs]  # fmt: skip
+    return [
+        {
+            "id": j.submission_id or j.job_id,
+            "status": str(j.status.value if hasattr(j.status, "value") else j.status),
+            "entrypoint": j.entrypoint,
+            "start_time": j.start_time,
+            "end_time": j.end_time,
+            "metadata": j.metadata or {},
+        }
+        for j in jobs
+    ]

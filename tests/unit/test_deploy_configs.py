@@ -22,7 +22,7 @@ def test_launcher_config_passes_rays_schema(name):
     validate_config(prepare_config(config))  # raises on a bad field
     head = " ".join(config["head_start_ray_commands"])
     assert "ray start --head" in head and "--dashboard-host=127.0.0.1" in head  # the dashboard stays private
-    assert config["file_mounts"] == {"/home/ubuntu/synth": "."}  # the repository, synced to every node
+    assert config["file_mounts"]["/home/ubuntu/synth"] == "."  # the repository, synced to every node
     assert any("pip install -e /home/ubuntu/synth" in c for c in config["setup_commands"])
 
 
@@ -33,7 +33,9 @@ def test_cloud_configs_have_a_cpu_head_and_gpu_workers(name, gpu_key):
     head, worker = types[config["head_node_type"]], types["gpu_worker"]
     assert worker["max_workers"] >= 1 and worker["min_workers"] == 0
     if gpu_key == "InstanceType":
-        assert worker["node_config"]["InstanceType"].startswith(("g", "p")) and head["node_config"]["InstanceType"].startswith("m")
+        assert worker["node_config"]["InstanceType"].startswith(("g", "p")) and head["node_config"][
+            "InstanceType"
+        ].startswith("m")
     else:
         assert worker["node_config"]["guestAccelerators"][0]["acceleratorCount"] == 1
         assert "guestAccelerators" not in head["node_config"]
@@ -50,7 +52,10 @@ def pod_containers(group):
 @pytest.mark.parametrize("name", ["raycluster.yaml", "rayjob.yaml"])
 def test_kuberay_manifests(name):
     doc = manifest(name)
-    assert doc["apiVersion"] == "ray.io/v1" and doc["kind"] == {"raycluster.yaml": "RayCluster", "rayjob.yaml": "RayJob"}[name]
+    assert (
+        doc["apiVersion"] == "ray.io/v1"
+        and doc["kind"] == {"raycluster.yaml": "RayCluster", "rayjob.yaml": "RayJob"}[name]
+    )
     spec = doc["spec"] if doc["kind"] == "RayCluster" else doc["spec"]["rayClusterSpec"]
     assert spec["rayVersion"] == ray.__version__  # the image's Ray is the one synth is tested with
     head, workers = spec["headGroupSpec"], spec["workerGroupSpecs"]
@@ -76,4 +81,47 @@ def test_rayjob_runs_a_valid_synth_job():
 
 def test_dockerfile_builds_on_the_tested_ray():
     text = (ROOT / "manifests" / "Dockerfile").read_text()
-    assert f"FROM rayproject/ray:{ray.__version__}-py311-gpu" in text and "pip install --no-cache-dir /home/ray/synth" in text
+    assert (
+        f"FROM rayproject/ray:{ray.__version__}-py311-gpu" in text
+        and "pip install --no-cache-dir /home/ray/synth" in text
+    )
+
+
+@pytest.mark.parametrize("name", LAUNCHER)
+def test_launcher_config_starts_every_node_with_a_token_from_a_private_file(name):
+    text = (ROOT / "cluster" / name).read_text()
+    config = yaml.safe_load(text)
+    token = "/home/ubuntu/.synth/ray_token"
+    assert config["file_mounts"][token] == "~/.synth/ray_token"  # made by `synth cluster token`, mode 600
+    assert any("chmod 600 ~/.synth/ray_token" in c for c in config["setup_commands"])
+    starts = [c for c in config["head_start_ray_commands"] + config["worker_start_ray_commands"] if "ray start" in c]
+    assert len(starts) == 2
+    for command in starts:  # the variables are set in the shell that runs `ray start`, before it
+        before = command.split("ray start", 1)[0]
+        assert "RAY_AUTH_MODE=token" in before and "RAY_AUTH_TOKEN_PATH=$HOME/.synth/ray_token" in before
+    assert "RAY_AUTH_TOKEN=" not in text  # never the token itself
+    assert "--dashboard-host=0.0.0.0" not in text and "--dashboard-host=127.0.0.1" in text
+
+
+def test_raycluster_reads_its_token_from_a_secret_on_every_pod_and_stays_in_the_cluster():
+    doc = manifest("raycluster.yaml")
+    spec = doc["spec"]
+    groups = [spec["headGroupSpec"], *spec["workerGroupSpecs"]]
+    for group in groups:
+        for c in pod_containers(group):
+            env = {e["name"]: e for e in c["env"]}
+            assert env["RAY_AUTH_MODE"]["value"] == "token"
+            assert "value" not in env["RAY_AUTH_TOKEN"]  # never the token itself
+            assert env["RAY_AUTH_TOKEN"]["valueFrom"]["secretKeyRef"] == {
+                "name": "synth-ray-token",
+                "key": "auth_token",
+            }
+    assert spec["headGroupSpec"]["serviceType"] == "ClusterIP"  # no NodePort, no LoadBalancer
+    assert "--from-file=auth_token=$HOME/.synth/ray_token" in (ROOT / "manifests" / "raycluster.yaml").read_text()
+
+
+def test_rayjob_turns_on_token_auth():
+    spec = manifest("rayjob.yaml")["spec"]["rayClusterSpec"]
+    assert spec["authOptions"] == {"mode": "token"}  # the operator makes the token and hands it to every pod
+    assert spec["headGroupSpec"].get("serviceType", "ClusterIP") == "ClusterIP"
+    assert "RAY_AUTH_TOKEN" not in (ROOT / "manifests" / "rayjob.yaml").read_text()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import Self
 
 
 def on_terminal() -> bool:
@@ -13,6 +14,16 @@ def on_terminal() -> bool:
 def note(message: str) -> None:
     """One line of news on stderr, in the progress lines' form."""
     print(f"[synth] {message}", file=sys.stderr, flush=True)
+
+
+def duration_text(seconds: float) -> str:
+    """A duration as a person reads it: ``45s``, ``12m 05s``, ``3h 07m``."""
+    seconds = max(round(seconds), 0)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
 
 
 class Progress:
@@ -32,15 +43,28 @@ class Progress:
         self._bar = None
         self._first: tuple[int, float] | None = None
         if on_terminal():
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress as RichProgress, TaskProgressColumn,
-                                       TextColumn, TimeElapsedColumn, TimeRemainingColumn)  # fmt: skip
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                TaskProgressColumn,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+            from rich.progress import Progress as RichProgress
 
             self._bar = RichProgress(
-                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
-                TextColumn("{task.fields[rate]}"), TextColumn("{task.fields[extra]}"),
-                TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TaskProgressColumn(),
+                TextColumn("{task.fields[rate]}"),
+                TextColumn("{task.fields[extra]}"),
+                TimeElapsedColumn(),
+                TextColumn("eta"),
+                TimeRemainingColumn(),
                 transient=False,
-            )  # fmt: skip
+            )
             self._bar.start()
             self._task = self._bar.add_task(description, total=total, rate="", extra=extra)
 
@@ -70,11 +94,13 @@ class Progress:
     def _rate_text(self) -> str:
         """The rate, or nothing until two updates have given one."""
         rate = self.rate()
-        return f"{rate:,.0f} {self.unit}/s" if rate > 0 else ""
+        if rate <= 0:
+            return ""
+        return f"{rate:,.0f} {self.unit}/s" if rate >= 10 else f"{rate:.2g} {self.unit}/s"
 
     def _line(self, rate: str) -> None:
         pct = 100.0 * self.done / max(self.total, 1)
-        eta = f"eta {(self.total - self.done) / self.rate():.0f}s" if self.rate() > 0 else ""
+        eta = f"eta {duration_text((self.total - self.done) / self.rate())}" if self.rate() > 0 else ""
         parts = [f"{self.done:,}/{self.total:,} {self.unit} ({pct:.0f}%)", rate, self.extra, eta]
         print(f"[synth] {self.description}: " + " ".join(p for p in parts if p), file=sys.stderr, flush=True)
 
@@ -84,7 +110,7 @@ class Progress:
         else:
             self._line(self._rate_text())
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:

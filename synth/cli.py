@@ -52,21 +52,16 @@ def load(job_path: Path, sets: list[str] | None, dry_run: bool):
 
 def node_lost(cause: str) -> None:
     """errors.on_node_lost for the CLI: the embedded Ray's node died under the command; say so, exit 1."""
+    from synth.errors import node_lost_line
+
     sys.stdout.flush()
     print(f"error: {node_lost_line(cause)}", file=sys.stderr, flush=True)
     os._exit(1)  # Ray cannot shut down a node that is gone; what is finished is on disk
 
 
-def node_lost_line(cause: str) -> str:
-    return (
-        f"the Ray node running this command was lost ({cause}); finished steps and shards are kept: "
-        "run the same command again to resume"
-    )
-
-
 def guarded(fn):
     """Turn SynthError into one line on stderr and exit 2; Ctrl-C into exit 130; a Ray node or process
-    lost mid-job into Ray's traceback, then one line that says so, and exit 1."""
+    lost mid-job into Ray's message (the exception's text), then one line that says so, and exit 1."""
     import functools
 
     @functools.wraps(fn)

@@ -201,80 +201,72 @@ def up(
 
     One ``up`` or ``down`` at a time holds the folder (``folder_lock``)."""
     with folder_lock(root, say=say):
-        return _up(root, nodes, cpus_per_node, object_store_mb, timeout, say)
-
-
-def _up(
-    root: Path,
-    nodes: int,
-    cpus_per_node: int | None = None,
-    object_store_mb: int = 256,
-    timeout: float = 120.0,
-    say=print,
-) -> dict:
-    if nodes < 1:
-        raise SynthError(f"--nodes {nodes}: need at least 1")
-    old = read_state(root)
-    if old is not None and any(alive(n["pid"]) for n in old["nodes"]):
-        raise SynthError(f"{root}: a cluster started from here is still up; `synth cluster down --dir {root}` first")
-    cpus = cpus_per_node or max(1, (os.cpu_count() or 1) // nodes)
-    ray = ray_executable()
-    root.mkdir(parents=True, exist_ok=True, mode=0o700)
-    token = root / TOKEN
-    token.unlink(missing_ok=True)
-    write_token(token)
-    gcs, dashboard = free_port(), free_port()
-    state = {
-        "address": f"127.0.0.1:{gcs}",
-        "dashboard": f"http://127.0.0.1:{dashboard}",
-        "gcs_port": gcs,
-        "dashboard_port": dashboard,
-        "temp_dir": tempfile.mkdtemp(prefix="synth-ray-", dir="/tmp"),  # short: Ray's socket paths are limited
-        "cpus_per_node": cpus,
-        "nodes": [],
-    }
-    env = {**os.environ, **auth_env(root)}
-    env.pop("RAY_ADDRESS", None)
-    save_state(root, state)  # before any process starts: whatever fails below, `down` finds what there is
-    procs: list[subprocess.Popen] = []
-    try:
-        for i in range(nodes):
-            log = root / f"node-{i}.log"
-            cmd = node_command(ray, i == 0, cpus, object_store_mb, state, free_range(100))
-            with open(log, "wb") as fh:
-                procs.append(
-                    subprocess.Popen(
-                        cmd,
-                        stdout=fh,
-                        stderr=subprocess.STDOUT,
-                        stdin=subprocess.DEVNULL,
-                        env=env,
-                        start_new_session=True,
+        if nodes < 1:
+            raise SynthError(f"--nodes {nodes}: need at least 1")
+        old = read_state(root)
+        if old is not None and any(alive(n["pid"]) for n in old["nodes"]):
+            raise SynthError(
+                f"{root}: a cluster started from here is still up; `synth cluster down --dir {root}` first"
+            )
+        cpus = cpus_per_node or max(1, (os.cpu_count() or 1) // nodes)
+        ray = ray_executable()
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        token = root / TOKEN
+        token.unlink(missing_ok=True)
+        write_token(token)
+        gcs, dashboard = free_port(), free_port()
+        state = {
+            "address": f"127.0.0.1:{gcs}",
+            "dashboard": f"http://127.0.0.1:{dashboard}",
+            "gcs_port": gcs,
+            "dashboard_port": dashboard,
+            "temp_dir": tempfile.mkdtemp(prefix="synth-ray-", dir="/tmp"),  # short: Ray's socket paths are limited
+            "cpus_per_node": cpus,
+            "nodes": [],
+        }
+        env = {**os.environ, **auth_env(root)}
+        env.pop("RAY_ADDRESS", None)
+        save_state(root, state)  # before any process starts: whatever fails below, `down` finds what there is
+        procs: list[subprocess.Popen] = []
+        try:
+            for i in range(nodes):
+                log = root / f"node-{i}.log"
+                cmd = node_command(ray, i == 0, cpus, object_store_mb, state, free_range(100))
+                with open(log, "wb") as fh:
+                    procs.append(
+                        subprocess.Popen(
+                            cmd,
+                            stdout=fh,
+                            stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL,
+                            env=env,
+                            start_new_session=True,
+                        )
                     )
-                )
-            state["nodes"].append({"role": "head" if i == 0 else "worker", "pid": procs[-1].pid, "log": str(log)})
-            save_state(root, state)
-            if i == 0:
-                wait_for(lambda: len(alive_nodes(state, root)) >= 1, timeout, "the head node", log, procs)
-                say(f"head node up: {state['address']} (dashboard {state['dashboard']})")
-        wait_for(
-            lambda: len(alive_nodes(state, root)) >= nodes,
-            timeout,
-            f"{nodes} nodes",
-            root / f"node-{nodes - 1}.log",
-            procs,
+                state["nodes"].append({"role": "head" if i == 0 else "worker", "pid": procs[-1].pid, "log": str(log)})
+                save_state(root, state)
+                if i == 0:
+                    wait_for(lambda: len(alive_nodes(state, root)) >= 1, timeout, "the head node", log, procs)
+                    say(f"head node up: {state['address']} (dashboard {state['dashboard']})")
+            wait_for(
+                lambda: len(alive_nodes(state, root)) >= nodes,
+                timeout,
+                f"{nodes} nodes",
+                root / f"node-{nodes - 1}.log",
+                procs,
+            )
+        except BaseException:
+            _down(root)
+            raise
+        # RAY_ADDRESS: the Jobs API (synth submit|status|logs|stop|jobs, and `ray job`); `synth run --address`
+        # takes the Ray address itself (state["address"])
+        (root / ENV).write_text(
+            "".join(
+                f"export {k}={shlex.quote(v)}\n"
+                for k, v in {"RAY_ADDRESS": state["dashboard"], **auth_env(root)}.items()
+            )
         )
-    except BaseException:
-        _down(root)
-        raise
-    # RAY_ADDRESS: the Jobs API (synth submit|status|logs|stop|jobs, and `ray job`); `synth run --address`
-    # takes the Ray address itself (state["address"])
-    (root / ENV).write_text(
-        "".join(
-            f"export {k}={shlex.quote(v)}\n" for k, v in {"RAY_ADDRESS": state["dashboard"], **auth_env(root)}.items()
-        )
-    )
-    return state
+        return state
 
 
 def save_state(root: Path, state: dict) -> None:

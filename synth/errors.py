@@ -29,9 +29,16 @@ def ray_failure_line(exc: BaseException) -> str | None:
         return None
     text = str(exc).lower()
     if names & set(NODE_LOST) or any(words in text for words in NODE_LOST_WORDS):
-        what = "the Ray node running this command was lost (its raylet, or a process Ray fate-shares with it, died)"
-    else:
-        what = f"Ray lost a process of the job ({type(exc).__name__})"
+        return node_lost_line("its raylet, or a process Ray fate-shares with it, died")
+    return resume_line(f"Ray lost a process of the job ({type(exc).__name__})")
+
+
+def node_lost_line(cause: str) -> str:
+    """The line for an embedded Ray's node lost under a command (``cause``: what died)."""
+    return resume_line(f"the Ray node running this command was lost ({cause})")
+
+
+def resume_line(what: str) -> str:
     return f"{what}; finished steps and shards are kept: run the same command again to resume"
 
 

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from synth.cluster import alive
@@ -197,14 +198,10 @@ def test_up_and_down_at_once_on_one_folder_leave_no_node_behind(tmp_path):
 
 
 def raylet_of(driver_pid: int) -> int | None:
-    for stat_file in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            if int(stat_file.read_text().rsplit(")", 1)[1].split()[1]) != driver_pid:
-                continue
-            if b"raylet/raylet" in (stat_file.parent / "cmdline").read_bytes():
-                return int(stat_file.parent.name)
-        except (OSError, ValueError, IndexError):
-            continue
+    """The raylet that the embedded Ray of ``driver_pid`` started (a child of the driver)."""
+    for child in psutil.Process(driver_pid).children():
+        if any(part.endswith("raylet/raylet") for part in child.cmdline()):
+            return child.pid
     return None
 
 

@@ -185,13 +185,16 @@ def naive(G, plan, count: int, batch_size: int, folder: Path, sampling) -> float
     from PIL import Image
 
     from synth.models.common import to_uint8
+    from synth.models.family import SampleRequest
 
     folder.mkdir(parents=True)
     s = plan.samples(0, count)
     t0 = time.perf_counter()
     with torch.inference_mode():
         for i in range(0, count, batch_size):
-            images = to_uint8(G.family.sample(G.net, s.seed[i : i + batch_size], s.label[i : i + batch_size], sampling))
+            images = to_uint8(
+                G.family.sample(G.net, SampleRequest(s.seed[i : i + batch_size], s.label[i : i + batch_size], sampling))
+            )
             for j, image in enumerate(images):
                 Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(folder / f"{i + j:08d}.png")
     return count / (time.perf_counter() - t0)

@@ -26,9 +26,9 @@ CALLS = {"gan": 20, "vae": 20, "diffusion": 1}  # forwards of 64 rows timed (a d
 
 def rate(family, net, sampling, calls: int) -> tuple[float, np.ndarray]:
     """(images/s, the last forward's uint8 images) of ``calls`` timed forwards after one untimed."""
-    from synth.generate.worker import FORWARD_ROWS, Sampler, _forward_fixed
+    from synth.generate.worker import FORWARD_ROWS, LoadedModel, _forward_fixed
 
-    sampler = Sampler(family, net)
+    sampler = LoadedModel(family, net)
     seeds = np.arange(1, FORWARD_ROWS + 1, dtype=np.uint64)
     labels = np.arange(FORWARD_ROWS) % 10
     _forward_fixed(sampler, seeds, labels, sampling)  # warm-up (and, compiled, the compilation)
@@ -57,7 +57,7 @@ def main() -> None:
             family = family_for(job.model.name)
             torch.manual_seed(0)
             nets = family.build(job.model, ImageShape(res, job.data.channels, 10))
-            base = nets[family.sampler_key].eval().requires_grad_(False)
+            base = nets[family.export_net].eval().requires_grad_(False)
             variants = {"NCHW": base, "channels-last": copy.deepcopy(base).to(memory_format=torch.channels_last)}
             if args.compile:
                 variants["NCHW, compiled"] = torch.compile(copy.deepcopy(base))

@@ -62,7 +62,7 @@ def plain(job, steps: int, skip: int) -> float:
     nets = family.build(job.model, ImageShape(job.data.resolution, job.data.channels, data.num_classes))
     nets = {k: v.to(memory_format=torch.channels_last) for k, v in nets.items()}
     opts = family.optimizers(nets, job.train)
-    ema = EMA(nets[family.sampler_key], job.train.ema_decay, job.train.ema_start)
+    ema = EMA(nets[family.export_net], job.train.ema_decay, job.train.ema_start)
     labels = torch.from_numpy(data.labels)
     batch = job.train.batch_size
     for step in range(steps):
@@ -79,7 +79,7 @@ def plain(job, steps: int, skip: int) -> float:
             StepData(real, step_generator(job.seed, step, 0, "cpu"), batch, data.num_classes, job.model),
             lambda loss: loss.backward(),
         )
-        ema.update(nets[family.sampler_key], step)
+        ema.update(nets[family.export_net], step)
     return (steps - skip) * batch / (time.perf_counter() - t0)
 
 

@@ -61,7 +61,7 @@ def checker(images: np.ndarray) -> float:
 
 
 def draw(family, model_config: dict, weights: dict, num_classes: int, per_class: int) -> tuple[np.ndarray, np.ndarray]:
-    net = family.build_sampler(model_config)
+    net = family.build_export(model_config)
     net.load_state_dict(weights)
     net.eval()
     labels = np.repeat(np.arange(num_classes), per_class)

@@ -281,6 +281,18 @@ def interpolate(
 
 @app.command()
 @guarded
+def models() -> None:
+    """List every model (``model.name``): its family, what it is conditioned on, what it can do.
+
+    The table is Markdown (README's model table is this output); plugins (SYNTH_PLUGINS) are listed too.
+    """
+    from synth.models.registry import models_table
+
+    typer.echo(models_table(), nl=False)
+
+
+@app.command()
+@guarded
 def verify(
     dataset: Annotated[
         str, typer.Argument(help="a job's --out folder, or a dataset folder or fsspec URL", show_default=False)

@@ -148,13 +148,7 @@ def generation_card(
             "plan_digest": plan_digest,
             "seeds": f"sample i: source image i // copies, whose seed is numpy SeedSequence(entropy={job.seed}, "
             "spawn_key=(source,)); each .json records its seed",
-            "sampling": {
-                "truncation": g.truncation,
-                "guidance": g.guidance,
-                "sampler": g.sampler,
-                "steps": g.steps,
-                "eta": g.eta,
-            },
+            "sampling": g.sampling.model_dump(mode="json"),
             "filter": {**g.filter.model_dump(mode="json"), "classifier": judge} if g.filter else None,
             "augment": job.augment.model_dump(mode="json") if job.augment.enabled else None,
         },

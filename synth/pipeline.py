@@ -182,11 +182,8 @@ def check_dataset_store(job: Job, out: Path) -> None:
 
 
 def sampling_of(job: Job):
-    """The job's generation-time sampling settings (synth.models.family.Sampling)."""
-    from synth.models.family import Sampling
-
-    g = job.generate
-    return Sampling(g.truncation, g.sampler, g.steps, g.eta, g.guidance)
+    """The job's generation-time sampling settings: its family's section (``generate.sampling``)."""
+    return job.generate.sampling
 
 
 class GenerationPlan(NamedTuple):
@@ -222,7 +219,7 @@ def generation_plan(job: Job, out: Path, data=None, device: str = "cpu") -> Gene
     judge = judge_file(job, names, data) if g.filter is not None else None
     plan_digest = digest(
         {
-            "plan": asdict(plan),
+            "plan": plan.identity(),
             "generator": meta["digest"],
             "encoding": asdict(encoding),
             "augment": job.augment.model_dump(mode="json"),

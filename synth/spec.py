@@ -11,19 +11,21 @@ import hashlib
 import json
 import logging
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
+from pydantic import BeforeValidator, Discriminator, Field, SerializeAsAny, Tag, ValidationError, model_validator
 
 from synth.augment import AugmentSpec
 from synth.errors import SynthError
+from synth.models.registry import load as load_families
+from synth.models.registry import members, on_register, sections
+from synth.models.section import ModelSection, SamplingSection, Section
 
 DataSource = Literal["digits", "mnist_subset", "mnist", "fashion_mnist", "folder"]
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+_Section = Section
 
 
 class DataSpec(_Section):
@@ -44,131 +46,43 @@ class DataSpec(_Section):
         return self
 
 
-class _ModelSection(_Section):
-    """A model family's section: ``name`` picks a member, whose preset fills the fields left out."""
-
-    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {}
-    TRAIN_DEFAULTS: ClassVar[dict[str, float]] = {}
-    # Fields compared with these values rather than the preset's: a preset that changes what its
-    # member builds lists the old value here, so its jobs get a new identity.
-    IDENTITY_BASE: ClassVar[dict[str, Any]] = {}
-
-    def canonical(self) -> dict[str, Any]:
-        """What defines this model: name and size, and any field that differs from the name's preset.
-
-        Job identities and checkpoints use this, so a release that adds a field (with a preset)
-        leaves existing outputs and checkpoints valid; IDENTITY_BASE undoes that where a preset
-        changed.
-        """
-        preset = type(self).model_validate({"name": self.name}).model_dump(mode="json")
-        preset.update(self.IDENTITY_BASE)
-        keep = ("name", "latent_dim", "width")
-        return {k: v for k, v in self.model_dump(mode="json").items() if k in keep or v != preset[k]}
-
-    @model_validator(mode="before")
-    @classmethod
-    def _preset(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            name = data.get("name", next(iter(cls.PRESETS)))
-            return {**cls.PRESETS.get(name, {}), **data, "name": name}
-        return data
-
-
-class GanModel(_ModelSection):
-    """GAN family (synth/models/gan.py): DCGAN generator and discriminator."""
-
-    TRAIN_DEFAULTS: ClassVar[dict[str, float]] = {"lr_g": 2e-4, "lr_d": 2e-4, "beta1": 0.0, "beta2": 0.9}
-    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
-        "dcgan_cond": {"conditional": True, "loss": "hinge", "spectral_norm": True, "n_critic": 1},
-        "dcgan": {"conditional": False, "loss": "nonsaturating", "spectral_norm": True, "n_critic": 1},
-        "sngan": {"conditional": False, "loss": "hinge", "spectral_norm": True, "n_critic": 1},
-        "wgan_gp": {
-            "conditional": False,
-            "loss": "wgan_gp",
-            "spectral_norm": False,
-            "n_critic": 5,
-            "upsample": "nearest",
-        },
-    }
-    # wgan_gp's preset moved to nearest upsampling (its transposed convs drew a grid of dots): its
-    # jobs name the field so that they are not taken for the old jobs, whose checkpoints differ.
-    IDENTITY_BASE: ClassVar[dict[str, Any]] = {"upsample": "transposed"}
-    name: Literal["dcgan_cond", "dcgan", "sngan", "wgan_gp"]
-    latent_dim: int = Field(64, ge=1)
-    width: int = Field(64, ge=8, description="channel width of the first conv layers")
-    conditional: bool = Field(description="class-conditional (projection discriminator)")
-    loss: Literal["hinge", "nonsaturating", "wgan_gp"]
-    spectral_norm: bool = Field(description="spectral norm in the discriminator")
-    n_critic: int = Field(ge=1, description="discriminator steps per generator step")
-    gp_weight: float = Field(10.0, ge=0, description="wgan_gp: weight of the gradient penalty")
-    upsample: Literal["transposed", "nearest"] = Field(
-        "transposed", description="generator upsampling: 4x4 stride-2 transposed conv, or nearest + 3x3 conv"
-    )
-    diffaugment: list[Literal["color", "translation", "cutout"]] = Field(
-        default_factory=list, description="DiffAugment policies applied to what D sees (small datasets)"
-    )
-
-
-class VaeModel(_ModelSection):
-    """VAE family (synth/models/vae.py): convolutional encoder and decoder, Bernoulli likelihood."""
-
-    TRAIN_DEFAULTS: ClassVar[dict[str, float]] = {"lr_g": 1e-3, "beta1": 0.9, "beta2": 0.999}
-    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
-        "vae": {"conditional": False, "beta": 1.0},
-        "beta_vae": {"conditional": False, "beta": 4.0},
-        "cvae": {"conditional": True, "beta": 1.0},
-    }
-    name: Literal["vae", "beta_vae", "cvae"]
-    latent_dim: int = Field(32, ge=1)
-    width: int = Field(64, ge=8)
-    conditional: bool
-    beta: float = Field(gt=0, description="weight of the KL term (beta-VAE when != 1)")
-
-
-class DiffusionModel(_ModelSection):
-    """Diffusion family (synth/models/diffusion.py): DDPM with a small U-Net."""
-
-    TRAIN_DEFAULTS: ClassVar[dict[str, float]] = {"lr_g": 2e-4, "beta1": 0.9, "beta2": 0.999}
-    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
-        "ddpm": {"conditional": False},
-        "ddpm_cond": {"conditional": True},
-    }
-    name: Literal["ddpm", "ddpm_cond"]
-    width: int = Field(64, ge=8)
-    conditional: bool
-    timesteps: int = Field(1000, ge=2)
-    schedule: Literal["cosine", "linear"] = "cosine"
-    p_uncond: float = Field(0.1, ge=0, lt=1, description="label dropout for classifier-free guidance")
-    attention: bool = Field(True, description="one self-attention block at the U-Net's lowest resolution")
-
-
-MODEL_SECTIONS: dict[str, type[_ModelSection]] = {"gan": GanModel, "vae": VaeModel, "diffusion": DiffusionModel}
-MODEL_NAMES = {name: family for family, cls in MODEL_SECTIONS.items() for name in cls.PRESETS}
+MODEL_SECTIONS: dict[str, type[ModelSection]] = {}  # family name -> its model section (synth.models.registry)
+MODEL_NAMES: dict[str, str] = {}  # model.name -> family name
+DEFAULT_MODEL = "dcgan_cond"  # a job without model.name
 
 
 def _model_family(value: Any) -> str | None:
-    if isinstance(value, _ModelSection):
-        return next(f for f, cls in MODEL_SECTIONS.items() if isinstance(value, cls))
+    if isinstance(value, ModelSection):
+        return value.FAMILY
     if isinstance(value, dict):
-        name = value.get("name", "dcgan_cond")
+        name = value.get("name", DEFAULT_MODEL)
         return MODEL_NAMES.get(name) if isinstance(name, str) else None
     return None
 
 
-ModelSpec = Annotated[
-    Annotated[GanModel, Tag("gan")] | Annotated[VaeModel, Tag("vae")] | Annotated[DiffusionModel, Tag("diffusion")],
-    Discriminator(
-        _model_family,
-        custom_error_type="model_name",
-        custom_error_message=f"unknown model; choose from {', '.join(MODEL_NAMES)}",
-    ),
-]
+def _model_union() -> Any:
+    """The ``model:`` section: one of the registered families' sections, picked by ``model.name``."""
+    MODEL_SECTIONS.clear()
+    MODEL_SECTIONS.update(sections())
+    MODEL_NAMES.clear()
+    MODEL_NAMES.update(members())
+    tagged = tuple(Annotated[cls, Tag(family)] for family, cls in MODEL_SECTIONS.items())
+    return Annotated[
+        Union[tagged],  # noqa: UP007 (a union built at run time)
+        Discriminator(
+            _model_family,
+            custom_error_type="model_name",
+            custom_error_message=f"unknown model; choose from {', '.join(MODEL_NAMES)}",
+        ),
+    ]
 
 
-def model_from_config(model_config: dict[str, Any]):
-    """The model section stored in a checkpoint's ``model_config`` (which adds the image shape)."""
-    cls = MODEL_SECTIONS[MODEL_NAMES[model_config["name"]]]
-    return cls.model_validate({k: v for k, v in model_config.items() if k in cls.model_fields})
+def _default_model() -> ModelSection:
+    return MODEL_SECTIONS[MODEL_NAMES[DEFAULT_MODEL]].model_validate({})
+
+
+load_families()
+ModelSpec = _model_union()
 
 
 class TrainSpec(_Section):
@@ -248,30 +162,6 @@ Classes = Annotated[
 ResizeFilter = Literal["nearest", "bilinear", "bicubic", "lanczos", "box"]
 
 
-def _setting(ok, bounds: str):
-    """A validator of a sampling setting that takes a number, or a range [low, high] drawn per sample."""
-
-    def check(value: Any) -> Any:
-        what = f"expected a number {bounds}, or a range [low, high] of them"
-        if isinstance(value, (tuple, list)):
-            if len(value) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
-                raise ValueError(f"{what}, got {list(value)}")
-            if not all(ok(v) for v in value):
-                raise ValueError(f"{what}, got {list(value)}")
-            if value[0] > value[1]:
-                raise ValueError(f"a range [low, high] needs low <= high, got {list(value)}")
-            return (float(value[0]), float(value[1]))
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
-            raise ValueError(f"{what}, got {value!r}")
-        return float(value)
-
-    return BeforeValidator(check)
-
-
-Truncation = Annotated[float | tuple[float, float], _setting(lambda v: 0 < v <= 2, "in (0, 2]")]
-Guidance = Annotated[float | tuple[float, float], _setting(lambda v: v >= 0, ">= 0")]
-
-
 class FilterSpec(_Section):
     """Quality filter at generation: draw candidates per sample, keep one a classifier puts in the class asked for.
 
@@ -321,6 +211,33 @@ class FilterSpec(_Section):
         return self
 
 
+class InputsSpec(_Section):
+    """Input images for a model conditioned on an image: a real data source's split, or an earlier synth dataset.
+
+    Sample i takes input ``i // (per_input * augment.copies)``, in the source's order (or ``indices``'
+    order); the input's key and class go in the manifest (``input_key``, ``input_class``) and the
+    sample's ``.json``, and the sample keeps the input's class.
+    """
+
+    source: DataSource | None = Field(None, description="a real data source (as data.source)")
+    path: str | None = Field(None, description="the source's folder (folder; fashion_mnist's IDX files)")
+    split: Literal["train", "test"] = Field("test", description="the source's split")
+    dataset: str | None = Field(None, description="an earlier synth dataset: a folder or URL holding its manifest")
+    indices: list[Annotated[int, Field(ge=0)]] | None = Field(
+        None, min_length=1, description="these inputs only, in this order (positions in the source)"
+    )
+    limit: int | None = Field(None, ge=1, description="the first N inputs only")
+    per_input: int = Field(1, ge=1, description="samples made from each input, each with its own seed")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> InputsSpec:
+        if (self.source is None) == (self.dataset is None):
+            raise ValueError("give one of source (a real data source) or dataset (an earlier synth dataset)")
+        if self.source == "folder" and not self.path:
+            raise ValueError("path is required when source is 'folder'")
+        return self
+
+
 class GenerateSpec(_Section):
     """How many images to make, of which classes, how they are encoded and cut into shards."""
 
@@ -356,19 +273,14 @@ class GenerateSpec(_Section):
     lossless: bool = Field(False, description="webp only: lossless")
     resolution: int | None = Field(None, ge=4, le=4096, description="output size; default the model's")
     resize_filter: ResizeFilter = Field("bicubic", description="PIL filter used when resolution differs")
-    truncation: Truncation = Field(
-        1.0,
-        description="GAN, VAE: latents scaled by this: below 1 toward the mean "
-        "(cleaner, less varied), above 1 away from it (more varied); 1 = off; a range "
-        "[low, high]: each sample draws its own from its seed (recorded in its .json)",
+    sampling: dict[str, Any] | SerializeAsAny[SamplingSection] = Field(
+        default_factory=dict,
+        description="the model family's sampling settings (GAN, VAE: truncation; diffusion: sampler, steps, "
+        "eta, guidance); checked against the model when the job loads",
     )
-    sampler: Literal["ddim", "ddpm"] = Field("ddim", description="diffusion: DDIM, or ancestral DDPM")
-    steps: int = Field(50, ge=1, description="diffusion: DDIM steps (DDPM takes every timestep)")
-    eta: float = Field(0.0, ge=0, le=1, description="diffusion: DDIM noise (0 = deterministic given x_T)")
-    guidance: Guidance = Field(
-        1.0,
-        description="diffusion: classifier-free guidance weight (1 = none); a range "
-        "[low, high]: each sample draws its own from its seed (recorded in its .json)",
+    inputs: InputsSpec | None = Field(
+        None,
+        description="input images, for a model conditioned on an image (see InputsSpec); none by default",
     )
     filter: FilterSpec | None = Field(
         None,
@@ -497,7 +409,7 @@ class Job(_Section):
 
     seed: int = Field(0, ge=0)
     data: DataSpec = DataSpec()
-    model: ModelSpec = Field(default_factory=lambda: GanModel.model_validate({}))
+    model: ModelSpec = Field(default_factory=lambda: _default_model())
     train: TrainSpec = TrainSpec()
     generate: GenerateSpec = GenerateSpec()
     augment: AugmentSpec = AugmentSpec()
@@ -506,18 +418,50 @@ class Job(_Section):
     output: OutputSpec = OutputSpec()
 
     @model_validator(mode="after")
-    def _steps_within_timesteps(self) -> Job:
-        timesteps = getattr(self.model, "timesteps", None)
-        if timesteps is not None and self.generate.sampler == "ddim" and self.generate.steps > timesteps:
+    def _family_sampling(self) -> Job:
+        """Read ``generate.sampling`` as the model family's own sampling section, and check it fits the model."""
+        settings = self.model.SAMPLING
+        raw = self.generate.sampling
+        if isinstance(raw, SamplingSection):
+            raw = raw.model_dump()
+        try:
+            sampling = settings.model_validate(raw)
+        except ValidationError as err:
+            item = err.errors()[0]
+            field = ".".join(str(p) for p in item["loc"])
+            if item["type"] == "extra_forbidden":
+                known = ", ".join(settings.model_fields) or "none"
+                raise ValueError(
+                    f"generate.sampling.{field}: not a sampling setting of {self.model.name} "
+                    f"({self.model.FAMILY} family; its settings: {known})"
+                ) from None
+            raise ValueError(f"generate.sampling.{field}: {item['msg'].removeprefix('Value error, ')}") from None
+        self.model.check_sampling(sampling)
+        return self.model_copy(update={"generate": self.generate.model_copy(update={"sampling": sampling})})
+
+    @model_validator(mode="after")
+    def _inputs_match_the_model(self) -> Job:
+        takes_image = self.model.capabilities().takes_image
+        g = self.generate
+        if takes_image and g.inputs is None:
             raise ValueError(
-                f"generate.steps: {self.generate.steps} DDIM steps, but the model has "
-                f"{timesteps} timesteps (model.timesteps); use at most {timesteps}"
+                f"generate.inputs: {self.model.name} makes each image from an input image; give "
+                "generate.inputs (a source and split, or an earlier synth dataset)"
             )
+        if g.inputs is not None and not takes_image:
+            raise ValueError(
+                f"generate.inputs: {self.model.name} does not take an input image "
+                f"(it is conditioned on {self.model.capabilities().conditioning}); remove generate.inputs"
+            )
+        if g.inputs is not None and "classes" in g.model_fields_set and g.classes != "balanced":
+            raise ValueError("generate.classes: with generate.inputs each sample keeps its input's class; remove it")
+        if g.inputs is not None and g.filter is not None:
+            raise ValueError("generate.filter: not with generate.inputs (each sample keeps its input's class)")
         return self
 
     @model_validator(mode="after")
     def _filter_needs_classes(self) -> Job:
-        if self.generate.filter is not None and not self.model.conditional:
+        if self.generate.filter is not None and not self.model.capabilities().takes_class:
             raise ValueError(
                 f"generate.filter: {self.model.name} is unconditional, so no class is asked for to "
                 "filter by; use a conditional model, or remove generate.filter"
@@ -558,6 +502,19 @@ class Job(_Section):
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def _refresh_models() -> None:
+    """A family registered after this module loaded (a plugin imported late): rebuild ``Job.model``."""
+    from pydantic.fields import FieldInfo
+
+    Job.model_fields["model"] = FieldInfo.from_annotated_attribute(
+        _model_union(), Field(default_factory=_default_model)
+    )
+    Job.model_rebuild(force=True)
+
+
+on_register(_refresh_models)
 
 
 def digest(obj: Any) -> str:
@@ -676,9 +633,45 @@ def _move_old_fields(raw: dict[str, Any], source: str) -> dict[str, Any]:
     return raw
 
 
+# generate's sampling settings before they moved to generate.sampling, with their old defaults
+FLAT_SAMPLING = {"truncation": 1.0, "sampler": "ddim", "steps": 50, "eta": 0.0, "guidance": 1.0}
+
+
+def _move_flat_sampling(raw: dict[str, Any], source: str) -> dict[str, Any]:
+    """Read ``generate.truncation`` (and the other flat settings) as ``generate.sampling.truncation``.
+
+    A setting the model's family does not have is dropped: silently at its old default (a job.yaml
+    stored by an older synth lists them all), else with a warning (it never changed the pixels)."""
+    generate = raw.get("generate")
+    if not isinstance(generate, dict) or not set(generate) & set(FLAT_SAMPLING):
+        return raw
+    model = raw.get("model") if isinstance(raw.get("model"), dict) else {}
+    family = MODEL_NAMES.get(model.get("name", DEFAULT_MODEL))
+    known = MODEL_SECTIONS[family].SAMPLING.model_fields if family else FLAT_SAMPLING
+    sampling = dict(generate.get("sampling") or {})
+    log = logging.getLogger("synth")
+    for name, old_default in FLAT_SAMPLING.items():
+        if name not in generate:
+            continue
+        value = generate[name]
+        if name not in known:
+            if value != old_default:
+                log.warning(f"{source}: generate.{name} is not a sampling setting of {model.get('name')}; ignored")
+            continue
+        if name in sampling and sampling[name] != value:
+            raise SynthError(
+                f"{source}: generate.{name} ({value}) moved to generate.sampling.{name}, which the job also "
+                f"sets ({sampling[name]}); set generate.sampling.{name} only"
+            )
+        sampling[name] = value
+        log.warning(f"{source}: generate.{name} is now generate.sampling.{name} (read as such)")
+    rest = {k: v for k, v in generate.items() if k not in FLAT_SAMPLING}
+    return {**raw, "generate": {**rest, "sampling": sampling}}
+
+
 def job_from_dict(raw: dict[str, Any], source: str = "job") -> Job:
     """Validate a plain dict as a Job, with the one-line error of load_job."""
-    raw = _move_old_fields(raw, source)
+    raw = _move_flat_sampling(_move_old_fields(raw, source), source)
     try:
         job = Job.model_validate(raw)
     except ValidationError as err:

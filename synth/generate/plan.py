@@ -5,7 +5,10 @@ copy ``i % copies`` of source image ``i // copies``; a source's class and
 seed depend only on (job seed, the class counts, its index), so any worker,
 in any order, at any batch size, makes the same sample i.
 
-Classes are spread over the sources by a fixed permutation: source s takes
+With input images (``generate.inputs``), source s is made from input ``s // per_input`` and keeps its
+class; the inputs are read only where a caller asks for their range (``InputSet``).
+
+Otherwise classes are spread over the sources by a fixed permutation: source s takes
 position ``(s * stride) mod S`` in the list of S labels sorted by class, with
 ``stride`` near S / golden ratio and coprime with S. That is a bijection, so
 the per-class counts are exact, and a low-discrepancy one, so every shard
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -57,10 +61,32 @@ class Plan:
     job_seed: int
     prefix: str
     copies: int = 1
+    inputs: Any = None  # an InputSet (synth.generate.inputs): source s is made from input s // per_input
+    per_input: int = 1
 
     def __post_init__(self) -> None:
         if any(c % self.copies for c in self.class_counts):
             raise ValueError("every class count must be a multiple of copies")
+        if self.inputs is not None and self.num_sources != self.inputs.count * self.per_input:
+            raise ValueError("with inputs, the plan makes per_input sources from every input")
+
+    def identity(self) -> dict[str, Any]:
+        """What defines the plan, for its digest: its fields, the inputs by their identity (and a plan
+        without inputs keeps the digest it had before inputs existed)."""
+        fields = {
+            "class_counts": list(self.class_counts),
+            "shard_size": self.shard_size,
+            "job_seed": self.job_seed,
+            "prefix": self.prefix,
+            "copies": self.copies,
+        }
+        if self.inputs is not None:
+            fields.update(inputs=self.inputs.identity, per_input=self.per_input)
+        return fields
+
+    def input_of(self, source: np.ndarray) -> np.ndarray:
+        """The input each source is made from (int64)."""
+        return np.asarray(source, dtype=np.int64) // self.per_input
 
     @property
     def count(self) -> int:
@@ -99,6 +125,12 @@ class Plan:
 
     def source_labels(self, start: int, stop: int) -> np.ndarray:
         """Classes of source images [start, stop)."""
+        if self.inputs is not None:
+            if stop <= start:
+                return np.zeros(0, dtype=np.int64)
+            first, last = start // self.per_input, (stop - 1) // self.per_input + 1
+            labels = self.inputs.labels(first, last)
+            return np.maximum(labels[np.arange(start, stop) // self.per_input - first], 0)  # unlabelled: 0
         s = self.num_sources
         per_source = np.cumsum(np.asarray(self.class_counts, dtype=np.int64) // self.copies)
         stride = self.stride

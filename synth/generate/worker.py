@@ -33,7 +33,7 @@ from synth.generate.filter import FilterLog, Picks, filter_rel, filtered_batches
 from synth.generate.plan import Plan, ShardTask, sample_key
 from synth.metrics.features import FeatureTarget, features_rel, shard_features
 from synth.models.common import to_uint8
-from synth.models.family import Family, Sampling, per_sample
+from synth.models.family import Family, SampleRequest, Sampling, per_sample
 from synth.shards import write_shard
 from synth.storage import Store
 
@@ -143,17 +143,17 @@ class ShardResult:
 
 
 @dataclass(frozen=True)
-class Sampler:
-    """A trained sampling net and the family that knows how to sample it."""
+class LoadedModel:
+    """A trained model's exported net, ready to sample, and the family that knows how to sample it."""
 
     family: Family
     net: torch.nn.Module
 
 
-_GENERATORS: dict[str, Sampler] = {}
+_GENERATORS: dict[str, LoadedModel] = {}
 
 
-def load_generator(ref: GeneratorRef, weights: bytes, device: str = "cpu", compile: bool = False) -> Sampler:
+def load_generator(ref: GeneratorRef, weights: bytes, device: str = "cpu", compile: bool = False) -> LoadedModel:
     """Build the sampling net once per process (cached by digest, device and ``compile``), on ``device``;
     ``compile``: wrapped in torch.compile (generate.compile), which compiles at the first forward."""
     if compile:
@@ -165,7 +165,7 @@ def load_generator(ref: GeneratorRef, weights: bytes, device: str = "cpu", compi
     from safetensors.torch import load as load_safetensors
 
     family = ref.family
-    net = family.build_sampler(ref.model_config)
+    net = family.build_export(ref.model_config)
     net.load_state_dict(load_safetensors(weights))
     if device != "cpu":  # the same bytes when Ray retries a shard on another GPU of the same kind
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
@@ -176,7 +176,7 @@ def load_generator(ref: GeneratorRef, weights: bytes, device: str = "cpu", compi
         # Every forward has FORWARD_ROWS rows, so one static-shape compilation serves the whole process.
         net = torch.compile(net, dynamic=False)
     _GENERATORS.clear()
-    _GENERATORS[key] = Sampler(family, net)
+    _GENERATORS[key] = LoadedModel(family, net)
     return _GENERATORS[key]
 
 
@@ -211,10 +211,15 @@ def _check_compiler(device: str) -> None:
 
 
 def sample_images(
-    G: Sampler, seeds: np.ndarray, labels: np.ndarray, batch_size: int, sampling: Sampling = Sampling()
+    G: LoadedModel,
+    seeds: np.ndarray,
+    labels: np.ndarray,
+    batch_size: int,
+    sampling: Any = Sampling(),
+    inputs: np.ndarray | None = None,
 ) -> np.ndarray:
-    """uint8 NHWC images, one per (seed, label); each depends on its own seed and label only."""
-    batches = list(iter_images(G, seeds, labels, batch_size, sampling))
+    """uint8 NHWC images, one per (seed, label[, input]); each depends on its own row only."""
+    batches = list(iter_images(G, seeds, labels, batch_size, sampling, inputs))
     return np.concatenate(batches) if batches else np.empty((0,), np.uint8)
 
 
@@ -227,17 +232,24 @@ FORWARD_ROWS = 64
 
 
 def iter_images(
-    G: Sampler, seeds: np.ndarray, labels: np.ndarray, batch_size: int, sampling: Sampling = Sampling()
+    G: LoadedModel,
+    seeds: np.ndarray,
+    labels: np.ndarray,
+    batch_size: int,
+    sampling: Any = Sampling(),
+    inputs: np.ndarray | None = None,
 ) -> Iterator[np.ndarray]:
     """The images of ``sample_images``, in batches of ``batch_size``.
 
     The generator runs on ``FORWARD_ROWS`` rows at a time whatever ``batch_size`` (only the last
     forward of the call is padded); ``batch_size`` sets how many images are handed on at once.
+    ``inputs``: uint8 NCHW, one input image per row, for a family conditioned on an image.
     """
+    request = SampleRequest(seeds, labels, sampling, inputs)
     pending: list[np.ndarray] = []
     held = 0
     for j in range(0, len(seeds), FORWARD_ROWS):
-        pending.append(_forward_fixed(G, seeds[j : j + FORWARD_ROWS], labels[j : j + FORWARD_ROWS], sampling))
+        pending.append(_forward_fixed(G, request.rows(j, j + FORWARD_ROWS)))
         held += len(pending[-1])
         last = j + FORWARD_ROWS >= len(seeds)
         while held >= batch_size or (last and held):
@@ -248,22 +260,24 @@ def iter_images(
 
 
 @torch.inference_mode()
-def _forward_fixed(G: Sampler, seeds: np.ndarray, labels: np.ndarray, sampling: Sampling) -> np.ndarray:
-    """uint8 NHWC images of up to ``FORWARD_ROWS`` seeds, from one forward of exactly ``FORWARD_ROWS`` rows.
+def _forward_fixed(G: LoadedModel, request: SampleRequest) -> np.ndarray:
+    """uint8 NHWC images of up to ``FORWARD_ROWS`` rows, from one forward of exactly ``FORWARD_ROWS`` rows
+    (``SampleRequest.padded``: seed 0, class 0)."""
+    n = len(request)
+    padded = SampleRequest(
+        np.ascontiguousarray(request.seeds, dtype=np.uint64),
+        np.ascontiguousarray(request.labels, dtype=np.int64),
+        request.sampling,
+        None if request.inputs is None else np.ascontiguousarray(request.inputs),
+        None if request.domains is None else np.ascontiguousarray(request.domains, dtype=np.int64),
+    ).padded(FORWARD_ROWS)
+    return to_uint8(G.family.sample(G.net, padded)[:n])
 
-    Padding rows: seed 0, class 0.
-    """
-    n = len(seeds)
-    s = np.zeros(FORWARD_ROWS, dtype=np.uint64)
-    y = np.zeros(FORWARD_ROWS, dtype=np.int64)
-    s[:n], y[:n] = seeds, labels
-    return to_uint8(G.family.sample(G.net, s, y, sampling)[:n])
 
-
-# One sampler thread per process, reused by every shard: a new thread per shard would take a new
+# One prefetch thread per process, reused by every shard: a new thread per shard would take a new
 # malloc arena each time in a Ray worker (which runs dozens of threads), and the worker's memory
 # then grew with the number of shards it had written (bench/generate_memory.py).
-_SAMPLER = None
+_PREFETCH_THREAD = None
 
 
 def prefetch(batches: Iterator[np.ndarray], depth: int) -> Iterator[np.ndarray]:
@@ -278,11 +292,11 @@ def prefetch(batches: Iterator[np.ndarray], depth: int) -> Iterator[np.ndarray]:
     import queue
     import threading
 
-    global _SAMPLER
-    if _SAMPLER is None:
+    global _PREFETCH_THREAD
+    if _PREFETCH_THREAD is None:
         from concurrent.futures import ThreadPoolExecutor
 
-        _SAMPLER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="synth-sampler")
+        _PREFETCH_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="synth-prefetch")
     q: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
     done = object()
@@ -305,7 +319,7 @@ def prefetch(batches: Iterator[np.ndarray], depth: int) -> Iterator[np.ndarray]:
         except BaseException as exc:  # noqa: BLE001 -- handed to the consumer, raised there
             put(exc)
 
-    job = _SAMPLER.submit(produce)
+    job = _PREFETCH_THREAD.submit(produce)
     try:
         while (item := q.get()) is not done:
             if isinstance(item, BaseException):

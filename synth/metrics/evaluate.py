@@ -434,15 +434,15 @@ def reconstruction_figures(job: Job, out: Path, data: ImageDataset, n: int, per_
     from synth.models.common import from_uint8, to_uint8
     from synth.train import checkpoint as ckpt
 
+    if not job.model.capabilities().encoder:
+        return {}
     ref_meta, weights = ckpt.load_generator_files(out / "checkpoints")
     ref = GeneratorRef(job.model.name, ref_meta["model_config"], ref_meta["digest"])
-    if not ref.family.can_reconstruct:
-        return {}
-    sampler = load_generator(ref, weights)
+    model = load_generator(ref, weights)
     order = np.sort(np.random.default_rng(job.seed + 2).permutation(len(data))[: min(n, len(data))])
     images, labels = data.images[order], data.labels[order]
     with torch.inference_mode():
-        recon = to_uint8(sampler.family.reconstruct(sampler.net, from_uint8(images), labels))
+        recon = to_uint8(model.family.reconstruct(model.net, from_uint8(images), labels))
     mae = float(np.abs(recon.astype(np.int16) - images.astype(np.int16)).mean())
     k, h = data.num_classes, images.shape[1]
     real_rows, recon_rows = (class_grid(x, labels, k, per_class) for x in (images, recon))

@@ -1,30 +1,13 @@
 """Model families by name: a job's ``model.name`` picks a member, its family trains and samples it.
 
-| family    | members (``model.name``)                 | file          |
-|-----------|------------------------------------------|---------------|
-| gan       | dcgan_cond, dcgan, sngan, wgan_gp        | gan.py        |
-| vae       | vae, beta_vae, cvae                      | vae.py        |
-| diffusion | ddpm, ddpm_cond                          | diffusion.py  |
-
-The names and each member's preset live in ``synth.spec`` (no torch import);
-``family_for`` imports the family's module only when it is needed.
+Each family is one file (gan.py, vae.py, diffusion.py) holding its job section, its nets, its
+training step and its sampling, registered in ``synth.models.registry``; README's model table
+is ``registry.models_table()``.
 """
 
 from __future__ import annotations
 
-import importlib
-
-from synth.errors import SynthError
-
-
-def family_for(name: str):
-    """The ``Family`` that trains and samples model ``name`` (SynthError naming the choices if unknown)."""
-    from synth.spec import MODEL_NAMES
-
-    family = MODEL_NAMES.get(name)
-    if family is None:
-        raise SynthError(f"model.name: unknown model {name!r}; choose from {', '.join(MODEL_NAMES)}")
-    return importlib.import_module(f"synth.models.{family}").FAMILY
+from synth.models.registry import family_for
 
 
 def build_nets(model_spec, resolution: int, channels: int, num_classes: int):
@@ -38,3 +21,6 @@ def build_gan(model_spec, resolution: int, channels: int, num_classes: int):
     """(generator, discriminator, config) of a GAN-family model spec."""
     nets = build_nets(model_spec, resolution, channels, num_classes)
     return nets["G"], nets["D"], nets["G"].cfg
+
+
+__all__ = ["build_gan", "build_nets", "family_for"]

@@ -20,15 +20,69 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
 from synth.errors import SynthError
 from synth.models.common import device_of, run_fixed_batch
-from synth.models.family import Family, ImageShape, Sampling, StepData, central, per_sample, shape_of
+from synth.models.family import Family, ImageShape, SampleRequest, Sampling, StepData, central, per_sample, shape_of
+from synth.models.registry import register
+from synth.models.section import Capabilities, Guidance, Member, ModelSection, SamplingSection
+
+
+class DiffusionSampling(SamplingSection):
+    """Diffusion sampling: the sampler, its steps and noise, classifier-free guidance."""
+
+    sampler: Literal["ddim", "ddpm"] = Field("ddim", description="DDIM, or ancestral DDPM")
+    steps: int = Field(50, ge=1, description="DDIM steps (DDPM takes every timestep)")
+    eta: float = Field(0.0, ge=0, le=1, description="DDIM noise (0 = deterministic given x_T)")
+    guidance: Guidance = Field(
+        1.0,
+        description="classifier-free guidance weight (1 = none); a range [low, high]: each sample draws "
+        "its own from its seed (recorded in its .json)",
+    )
+
+
+class DiffusionModel(ModelSection):
+    """Diffusion family (synth/models/diffusion.py): DDPM with a small U-Net."""
+
+    FAMILY: ClassVar[str] = "diffusion"
+    SAMPLING: ClassVar[type[SamplingSection]] = DiffusionSampling
+    TRAIN_DEFAULTS: ClassVar[dict[str, float]] = {"lr_g": 2e-4, "beta1": 0.9, "beta2": 0.999}
+    MEMBERS: ClassVar[dict[str, Member]] = {
+        "ddpm": Member(
+            {"conditional": False}, "as `ddpm_cond`, unconditional", "mnist-ddpm-cond + `--set model.name=ddpm`"
+        ),
+        "ddpm_cond": Member(
+            {"conditional": True},
+            "DDPM, small U-Net (GroupNorm, attention at the lowest level), EMA, classifier-free guidance",
+            "`jobs/mnist-ddpm-cond.yaml`",
+        ),
+    }
+    name: Literal["ddpm", "ddpm_cond"]
+    width: int = Field(64, ge=8)
+    conditional: bool
+    timesteps: int = Field(1000, ge=2)
+    schedule: Literal["cosine", "linear"] = "cosine"
+    p_uncond: float = Field(0.1, ge=0, lt=1, description="label dropout for classifier-free guidance")
+    attention: bool = Field(True, description="one self-attention block at the U-Net's lowest resolution")
+
+    def capabilities(self) -> Capabilities:
+        # x_T is a latent (interpolation through deterministic DDIM), but not one truncation scales.
+        return Capabilities(conditioning="class" if self.conditional else "none", latents=True)
+
+    def check_sampling(self, sampling: SamplingSection) -> None:
+        if sampling.sampler == "ddim" and sampling.steps > self.timesteps:
+            raise ValueError(
+                f"generate.sampling.steps: {sampling.steps} DDIM steps, but the model has "
+                f"{self.timesteps} timesteps (model.timesteps); use at most {self.timesteps}"
+            )
+
 
 CHANNEL_MULTS = (1, 2, 2, 2)  # width multiplier per resolution level, top to bottom
 
@@ -386,7 +440,7 @@ class DiffusionFamily(Family):
     """The diffusion family's training and sampling: ddpm, ddpm_cond (classifier-free guidance)."""
 
     name = "diffusion"
-    sampler_key = "unet"
+    export_net = "unet"
     log_fields = ("loss",)
 
     def __init__(self) -> None:
@@ -413,14 +467,13 @@ class DiffusionFamily(Family):
         opts["opt"].step()
         return {"loss": loss.detach()}
 
-    def build_sampler(self, model_config: dict) -> nn.Module:
-        from synth.spec import model_from_config
+    def build_export(self, model_config: dict) -> nn.Module:
+        return UNet(diffusion_config(DiffusionModel.from_config(model_config), shape_of(model_config)))
 
-        return UNet(diffusion_config(model_from_config(model_config), shape_of(model_config)))
-
-    def sample(self, net, seeds: np.ndarray, labels: np.ndarray, sampling: Sampling) -> torch.Tensor:
+    def sample(self, net, request: SampleRequest) -> torch.Tensor:
         schedule = self.schedule(net.cfg)
-        labels = np.ascontiguousarray(labels, dtype=np.int64)
+        seeds, sampling = request.seeds, request.sampling
+        labels = np.ascontiguousarray(request.labels, dtype=np.int64)
         guidance = per_sample(sampling.guidance, seeds, "guidance")  # a range: each sample's own draw
         if isinstance(guidance, np.ndarray):
             guidance = torch.from_numpy(guidance).float()
@@ -454,3 +507,4 @@ class DiffusionFamily(Family):
 
 
 FAMILY = DiffusionFamily()
+register(DiffusionModel)

@@ -2,15 +2,21 @@
 
 The training loop (synth/train/loop.py), the checkpoints and the shard worker
 only talk to a family through ``Family``; a family's own file (gan.py, vae.py,
-diffusion.py) holds its networks, its objective, its sampler and one ``Family``
-instance, ``FAMILY``. Devices and processes stay outside: ``train_step``
-receives ``backward`` from Accelerate, tensors arrive on the right device.
+diffusion.py) holds its networks, its objective, its sampling and one ``Family``
+instance, ``FAMILY``, beside its job section (``synth.models.section``), which it
+registers (``synth.models.registry``). Devices and processes stay outside:
+``train_step`` receives ``backward`` from Accelerate, tensors arrive on the right
+device. docs/architecture.md walks through adding a family.
 
-Conventions: images float NCHW in [-1, 1] inside models; labels int64 (N,).
+Conventions: images a family makes are float NCHW in [-1, 1]; what it trains on
+is float in [-1, 1], or the integer levels 0..255 (int64 NCHW) when its
+capabilities say ``pixels="levels"``; labels int64 (N,); input images (for a
+family conditioned on an image) uint8 NCHW, as stored.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -34,7 +40,10 @@ Setting = float | tuple[float, float]  # a value, or a range [low, high] drawn p
 
 @dataclass(frozen=True)
 class Sampling:
-    """Generation-time settings that change the pixels (part of a shard plan's digest).
+    """Every built-in family's sampling settings at once, for calling a family directly (tests, bench).
+
+    A job holds only its family's own settings (``generate.sampling``, a ``SamplingSection`` its family
+    file defines); a family reads the attributes it knows, so either serves as ``sampling``.
 
     ``truncation`` scales latents toward the mean (GAN, VAE; 1 = off);
     ``sampler``, ``steps``, ``eta`` and ``guidance`` drive diffusion (DDIM with
@@ -83,6 +92,52 @@ def central(value: Setting) -> float:
     return (value[0] + value[1]) / 2 if isinstance(value, tuple) else value
 
 
+@dataclass(frozen=True)
+class SampleRequest:
+    """What to make, one row per image; image i depends on its own row only, at any batch size.
+
+    ``seeds`` uint64 (N,): each row's sample seed. ``labels`` int64 (N,): the class asked for
+    (0 for an unconditional model). ``sampling``: the family's sampling settings
+    (``generate.sampling``). ``inputs`` uint8 (N, C, H, W): each row's input image, for a family
+    conditioned on one (else None). ``domains`` int64 (N,): each row's target domain, for a family
+    conditioned on an image and a domain (else None).
+    """
+
+    seeds: np.ndarray
+    labels: np.ndarray
+    sampling: Any
+    inputs: np.ndarray | None = None
+    domains: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.seeds)
+
+    def rows(self, start: int, stop: int) -> SampleRequest:
+        """Rows ``start:stop``."""
+        return self._take(slice(start, stop))
+
+    def padded(self, n: int) -> SampleRequest:
+        """``n`` rows: these, then rows of zeros (seed 0, class 0, a black input) that fill a fixed-shape
+        forward and are dropped after it."""
+        if len(self) >= n:
+            return self
+
+        def pad(a):
+            if a is None:
+                return None
+            out = np.zeros((n, *a.shape[1:]), dtype=a.dtype)
+            out[: len(a)] = a
+            return out
+
+        return SampleRequest(pad(self.seeds), pad(self.labels), self.sampling, pad(self.inputs), pad(self.domains))
+
+    def _take(self, index) -> SampleRequest:
+        def take(a):
+            return None if a is None else a[index]
+
+        return SampleRequest(take(self.seeds), take(self.labels), self.sampling, take(self.inputs), take(self.domains))
+
+
 @dataclass
 class StepData:
     """One training step's inputs on one rank.
@@ -100,64 +155,77 @@ class StepData:
     spec: Any
 
 
-class Family:
-    """A model family. Subclasses override every method; see gan.py for the reference one."""
+class Family(ABC):
+    """A model family: how its members are built, trained one step, exported and sampled.
+
+    Every family implements the abstract methods. The others belong to a capability its section
+    declares (``ModelSection.capabilities``): ``latents``/``decode_latents`` for members with
+    latents (truncation, interpolation grids), ``reconstruct`` for those with an encoder,
+    ``bits_per_dim`` for those with a likelihood. The job is checked against the capabilities when
+    it loads, so these are only called where they exist. gan.py is the reference family.
+    """
 
     name: str = ""
-    sampler_key: str = ""  # which of the built nets samples (EMA-averaged, exported)
+    # The net that generation uses: EMA-averaged during training, finalised and exported. A model
+    # that samples with several nets (CycleGAN's two generators, a prior and a decoder) builds them
+    # as one nn.ModuleDict under this name: one export (safetensors + JSON, no pickle) holds them all.
+    export_net: str = ""
     log_fields: tuple[str, ...] = ()  # figures train_step returns, in CSV column order
 
+    @abstractmethod
     def build(self, spec: Any, shape: ImageShape) -> dict[str, nn.Module]:
-        """Every trainable net of the model, by name (``sampler_key`` among them)."""
-        raise NotImplementedError
+        """Every trainable net of the model, by name (``export_net`` among them)."""
 
+    @abstractmethod
     def optimizers(self, nets: dict[str, nn.Module], train: Any) -> dict[str, torch.optim.Optimizer]:
-        raise NotImplementedError
+        """The optimisers of ``nets``, by name (``train``: the job's train section)."""
 
+    @abstractmethod
     def train_step(self, nets, opts, data: StepData, backward: Callable) -> dict[str, torch.Tensor]:
         """One optimisation step; returns detached scalar figures named as ``log_fields``."""
-        raise NotImplementedError
 
-    def build_sampler(self, model_config: dict[str, Any]) -> nn.Module:
-        """The sampling net alone, from a checkpoint's ``model_config`` (spec fields + shape)."""
-        raise NotImplementedError
+    @abstractmethod
+    def build_export(self, model_config: dict[str, Any]) -> nn.Module:
+        """The exported net (``export_net``) alone, from a checkpoint's ``model_config`` (spec fields + shape)."""
 
-    def finalize(self, sampler: nn.Module, seed: int) -> None:
-        """Prepare EMA weights for export (e.g. re-measure BatchNorm statistics). Default: nothing."""
+    def finalize(self, net: nn.Module, seed: int) -> None:
+        """Prepare the EMA weights of ``export_net`` for export (e.g. re-measure BatchNorm statistics)."""
 
-    def sample(self, net: nn.Module, seeds: np.ndarray, labels: np.ndarray, sampling: Sampling) -> torch.Tensor:
-        """Float NCHW images in [-1, 1], one per (seed, label); image i depends on its seed and label only.
+    @abstractmethod
+    def sample(self, net: nn.Module, request: SampleRequest) -> torch.Tensor:
+        """Float NCHW images in [-1, 1], one per row of ``request``; image i depends on row i only.
 
         Called with a fixed number of rows (the shard worker pads), under inference mode.
         """
-        raise NotImplementedError
+
+    def sampling_record(self, sampling: Any) -> dict[str, Any]:
+        """The settings of ``sampling`` each sample's ``.json`` records and the plan's digest holds."""
+        return sampling.record()
 
     def latents(self, net: nn.Module, seeds: np.ndarray) -> torch.Tensor:
-        """The starting point of each seed's sample, flattened: float (N, D)."""
-        raise NotImplementedError
+        """Capability ``latents``: the starting point of each seed's sample, flattened: float (N, D)."""
+        raise NotImplementedError(f"{self.name}: no latents")
 
-    def decode_latents(self, net: nn.Module, z: torch.Tensor, labels: np.ndarray, sampling: Sampling) -> torch.Tensor:
-        """Images (float NCHW in [-1, 1]) from starting points ``z`` (N, D), as ``sample`` makes them from seeds."""
-        raise NotImplementedError
+    def decode_latents(self, net: nn.Module, z: torch.Tensor, labels: np.ndarray, sampling: Any) -> torch.Tensor:
+        """Capability ``latents``: images from starting points ``z`` (N, D), as ``sample`` makes them from seeds."""
+        raise NotImplementedError(f"{self.name}: no latents")
 
-    def interpolate(
-        self, net: nn.Module, seeds: np.ndarray, label: int, steps: int, sampling: Sampling
-    ) -> torch.Tensor:
-        """Images along a spherical path through the seeds' starting points, ``steps`` per segment, one class."""
+    def interpolate(self, net: nn.Module, seeds: np.ndarray, label: int, steps: int, sampling: Any) -> torch.Tensor:
+        """Capability ``latents``: images along a spherical path through the seeds' starting points,
+        ``steps`` per segment, one class."""
         from synth.models.common import slerp_path
 
         z = slerp_path(self.latents(net, seeds), steps)
         return self.decode_latents(net, z, np.full(len(z), label, dtype=np.int64), sampling)
 
-    def sampling_record(self, sampling: Sampling) -> dict[str, Any]:
-        """The settings of ``sampling`` this family uses, for each sample's ``.json``."""
-        return {}
-
-    can_reconstruct = False  # has an encoder: the report shows real images next to their reconstructions
-
     def reconstruct(self, net: nn.Module, x: torch.Tensor, labels: np.ndarray) -> torch.Tensor:
-        """Real images (float NCHW in [-1, 1]) through the encoder and back, deterministically."""
+        """Capability ``encoder``: real images (float NCHW in [-1, 1]) through the encoder and back."""
         raise NotImplementedError(f"{self.name}: no encoder to reconstruct with")
+
+    def bits_per_dim(self, net: nn.Module, x: torch.Tensor, labels: np.ndarray) -> torch.Tensor:
+        """Capability ``likelihood``: each image's negative log-likelihood (or its bound) in bits per
+        dimension, float (N,); ``x`` in the family's pixel form."""
+        raise NotImplementedError(f"{self.name}: no likelihood")
 
 
 def shape_of(model_config: dict[str, Any]) -> ImageShape:

@@ -9,7 +9,7 @@ WGAN-GP, whose gradient penalty does that job), LeakyReLU, a conv spanning the
 remaining grid, a linear head, and for conditional models a projection term
 (Miyato & Koyama, 2018).
 
-Members (``model.name``; each a preset of ``GanModel`` in spec.py):
+Members (``model.name``; each a preset of ``GanModel`` below):
   dcgan       unconditional, non-saturating logistic loss (Goodfellow et al.; Radford et al.)
   sngan       unconditional, hinge loss, spectral norm (Miyato et al., 2018)
   dcgan_cond  conditional (projection discriminator), hinge loss, spectral norm
@@ -23,16 +23,79 @@ what the discriminator sees, real and fake alike, for small datasets.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
 from synth.errors import SynthError
 from synth.models.common import ConditionalBatchNorm2d, device_of, latents_for_seeds, recompute_batchnorm_stats
-from synth.models.family import Family, ImageShape, Sampling, StepData, central, scaled_latents, shape_of
+from synth.models.family import (
+    Family,
+    ImageShape,
+    SampleRequest,
+    Sampling,
+    StepData,
+    central,
+    scaled_latents,
+    shape_of,
+)
+from synth.models.registry import register
+from synth.models.section import Capabilities, LatentSampling, Member, ModelSection, SamplingSection
+
+
+class GanModel(ModelSection):
+    """GAN family (synth/models/gan.py): DCGAN generator and discriminator."""
+
+    FAMILY: ClassVar[str] = "gan"
+    SAMPLING: ClassVar[type[SamplingSection]] = LatentSampling
+    TRAIN_DEFAULTS: ClassVar[dict[str, float]] = {"lr_g": 2e-4, "lr_d": 2e-4, "beta1": 0.0, "beta2": 0.9}
+    MEMBERS: ClassVar[dict[str, Member]] = {
+        "dcgan_cond": Member(
+            {"conditional": True, "loss": "hinge", "spectral_norm": True, "n_critic": 1},
+            "DCGAN generator (conditional BatchNorm), projection discriminator with spectral norm, hinge loss",
+            "`jobs/quickstart.yaml`, `jobs/fashion-dcgan-cond.yaml`, `jobs/fashion-lowdata.yaml`",
+        ),
+        "dcgan": Member(
+            {"conditional": False, "loss": "nonsaturating", "spectral_norm": True, "n_critic": 1},
+            "DCGAN, non-saturating logistic loss, spectral norm in D",
+            "quickstart + `--set model.name=dcgan`",
+        ),
+        "sngan": Member(
+            {"conditional": False, "loss": "hinge", "spectral_norm": True, "n_critic": 1},
+            "DCGAN, hinge loss, spectral norm in D",
+            "quickstart + `--set model.name=sngan`",
+        ),
+        "wgan_gp": Member(
+            {"conditional": False, "loss": "wgan_gp", "spectral_norm": False, "n_critic": 5, "upsample": "nearest"},
+            "Wasserstein critic with gradient penalty, `n_critic` 5, nearest upsampling",
+            "`jobs/mnist-wgan-gp.yaml` (`conditional: true`)",
+        ),
+    }
+    # wgan_gp's preset moved to nearest upsampling (its transposed convs drew a grid of dots): its
+    # jobs name the field so that they are not taken for the old jobs, whose checkpoints differ.
+    IDENTITY_BASE: ClassVar[dict[str, Any]] = {"upsample": "transposed"}
+    name: Literal["dcgan_cond", "dcgan", "sngan", "wgan_gp"]
+    latent_dim: int = Field(64, ge=1)
+    width: int = Field(64, ge=8, description="channel width of the first conv layers")
+    conditional: bool = Field(description="class-conditional (projection discriminator)")
+    loss: Literal["hinge", "nonsaturating", "wgan_gp"]
+    spectral_norm: bool = Field(description="spectral norm in the discriminator")
+    n_critic: int = Field(ge=1, description="discriminator steps per generator step")
+    gp_weight: float = Field(10.0, ge=0, description="wgan_gp: weight of the gradient penalty")
+    upsample: Literal["transposed", "nearest"] = Field(
+        "transposed", description="generator upsampling: 4x4 stride-2 transposed conv, or nearest + 3x3 conv"
+    )
+    diffaugment: list[Literal["color", "translation", "cutout"]] = Field(
+        default_factory=list, description="DiffAugment policies applied to what D sees (small datasets)"
+    )
+
+    def capabilities(self) -> Capabilities:
+        return Capabilities(conditioning="class" if self.conditional else "none", latents=True)
 
 
 @dataclass(frozen=True)
@@ -240,7 +303,7 @@ class GanFamily(Family):
     """The GAN family's training and sampling (see the module docstring for its members)."""
 
     name = "gan"
-    sampler_key = "G"
+    export_net = "G"
     log_fields = ("loss_d", "loss_g", "d_real", "d_fake")
 
     def build(self, spec, shape: ImageShape) -> dict[str, nn.Module]:
@@ -291,23 +354,22 @@ class GanFamily(Family):
             "d_fake": scores[n:].mean().detach(),
         }
 
-    def build_sampler(self, model_config: dict) -> nn.Module:
-        from synth.spec import model_from_config
+    def build_export(self, model_config: dict) -> nn.Module:
+        return Generator(gan_config(GanModel.from_config(model_config), shape_of(model_config)))
 
-        return Generator(gan_config(model_from_config(model_config), shape_of(model_config)))
-
-    def finalize(self, sampler: nn.Module, seed: int) -> None:
+    def finalize(self, net: nn.Module, seed: int) -> None:
         """EMA weights never saw the running BatchNorm stats: measure them on the EMA weights."""
-        cfg = sampler.cfg
+        cfg = net.cfg
         gen = torch.Generator().manual_seed(seed)
         batches = []
         for _ in range(16):
             z = torch.randn(256, cfg.latent_dim, generator=gen)
             batches.append((z, torch.arange(256) % cfg.num_classes))
-        recompute_batchnorm_stats(sampler, batches)
+        recompute_batchnorm_stats(net, batches)
 
-    def sample(self, net, seeds: np.ndarray, labels: np.ndarray, sampling: Sampling) -> torch.Tensor:
-        return self.decode_latents(net, scaled_latents(self, net, seeds, sampling), labels, sampling, scaled=True)
+    def sample(self, net, request: SampleRequest) -> torch.Tensor:
+        z = scaled_latents(self, net, request.seeds, request.sampling)
+        return self.decode_latents(net, z, request.labels, request.sampling, scaled=True)
 
     def latents(self, net, seeds: np.ndarray) -> torch.Tensor:
         return latents_for_seeds(seeds, net.cfg.latent_dim)
@@ -327,3 +389,4 @@ class GanFamily(Family):
 
 
 FAMILY = GanFamily()
+register(GanModel)

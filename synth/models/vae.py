@@ -19,15 +19,59 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
 from synth.models.common import device_of, latents_for_seeds, run_fixed_batch
-from synth.models.family import Family, ImageShape, Sampling, StepData, central, scaled_latents, shape_of
+from synth.models.family import (
+    Family,
+    ImageShape,
+    SampleRequest,
+    Sampling,
+    StepData,
+    central,
+    scaled_latents,
+    shape_of,
+)
 from synth.models.gan import grid_plan
+from synth.models.registry import register
+from synth.models.section import Capabilities, LatentSampling, Member, ModelSection, SamplingSection
+
+
+class VaeModel(ModelSection):
+    """VAE family (synth/models/vae.py): convolutional encoder and decoder, Bernoulli likelihood."""
+
+    FAMILY: ClassVar[str] = "vae"
+    SAMPLING: ClassVar[type[SamplingSection]] = LatentSampling
+    TRAIN_DEFAULTS: ClassVar[dict[str, float]] = {"lr_g": 1e-3, "beta1": 0.9, "beta2": 0.999}
+    MEMBERS: ClassVar[dict[str, Member]] = {
+        "vae": Member(
+            {"conditional": False, "beta": 1.0}, "as `cvae`, unconditional", "mnist-cvae + `--set model.name=vae`"
+        ),
+        "beta_vae": Member(
+            {"conditional": False, "beta": 4.0},
+            "as `vae`, KL weight `beta` 4",
+            "mnist-cvae + `--set model.name=beta_vae`",
+        ),
+        "cvae": Member(
+            {"conditional": True, "beta": 1.0},
+            "convolutional VAE, GroupNorm, Bernoulli likelihood; reconstructions in the report",
+            "`jobs/mnist-cvae.yaml`, `jobs/fashion-cvae.yaml`",
+        ),
+    }
+    name: Literal["vae", "beta_vae", "cvae"]
+    latent_dim: int = Field(32, ge=1)
+    width: int = Field(64, ge=8)
+    conditional: bool
+    beta: float = Field(gt=0, description="weight of the KL term (beta-VAE when != 1)")
+
+    def capabilities(self) -> Capabilities:
+        return Capabilities(conditioning="class" if self.conditional else "none", latents=True, encoder=True)
 
 
 @dataclass(frozen=True)
@@ -189,7 +233,7 @@ class VaeFamily(Family):
     """The VAE family's training and sampling: vae, beta_vae (beta = 4), cvae (conditional)."""
 
     name = "vae"
-    sampler_key = "vae"
+    export_net = "vae"
     log_fields = ("loss", "recon", "kl")
 
     def build(self, spec, shape: ImageShape) -> dict[str, nn.Module]:
@@ -206,14 +250,12 @@ class VaeFamily(Family):
         opts["opt"].step()
         return {"loss": loss.detach(), "recon": figures["recon"], "kl": figures["kl"]}
 
-    def build_sampler(self, model_config: dict) -> nn.Module:
-        from synth.spec import model_from_config
+    def build_export(self, model_config: dict) -> nn.Module:
+        return VAE(vae_config(VaeModel.from_config(model_config), shape_of(model_config)))
 
-        return VAE(vae_config(model_from_config(model_config), shape_of(model_config)))
-
-    def sample(self, net, seeds: np.ndarray, labels: np.ndarray, sampling: Sampling) -> torch.Tensor:
-        z = scaled_latents(self, net, seeds, sampling)
-        y = torch.as_tensor(np.asarray(labels, dtype=np.int64))
+    def sample(self, net, request: SampleRequest) -> torch.Tensor:
+        z = scaled_latents(self, net, request.seeds, request.sampling)
+        y = torch.as_tensor(np.asarray(request.labels, dtype=np.int64))
         dev = device_of(net)
         return run_fixed_batch(net.decode, (z.to(dev), y.to(dev)), len(z))
 
@@ -227,8 +269,6 @@ class VaeFamily(Family):
 
     def sampling_record(self, sampling: Sampling) -> dict:
         return {"truncation": sampling.truncation} if sampling.truncation != 1.0 else {}
-
-    can_reconstruct = True
 
     @torch.no_grad()
     def reconstruct(self, net, x: torch.Tensor, labels: np.ndarray) -> torch.Tensor:
@@ -252,3 +292,4 @@ def vae_config(spec, shape: ImageShape) -> VaeConfig:
 
 
 FAMILY = VaeFamily()
+register(VaeModel)

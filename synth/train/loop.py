@@ -115,15 +115,16 @@ def train(job: Job, out_dir: str | Path, log_lines: bool = True, use_gpu: bool |
     with torch.random.fork_rng(devices=[]):  # same initial weights on every rank, from the job seed
         torch.manual_seed(job.seed)
         nets = family.build(job.model, ImageShape(job.data.resolution, job.data.channels, data.num_classes))
-    sampler_key = family.sampler_key
-    ema = EMA(nets[sampler_key], tcfg.ema_decay, tcfg.ema_start)
+    export_key = family.export_net
+    ema = EMA(nets[export_key], tcfg.ema_decay, tcfg.ema_start)
+    levels = job.model.capabilities().pixels == "levels"
     opts = family.optimizers(nets, tcfg)
     mcfg = model_config(job, data.num_classes)
     start = 0
     state = ckpt.read_state(folder)
     if state is not None:
         ckpt.check_same_model(state, mcfg, folder)
-        start = ckpt.load_training_checkpoint(folder, state, {**nets, f"{sampler_key}_ema": ema.shadow}, opts)
+        start = ckpt.load_training_checkpoint(folder, state, {**nets, f"{export_key}_ema": ema.shadow}, opts)
     # channels-last: oneDNN's and cuDNN's preferred conv layout (~20% faster steps on CPU here)
     names = list(nets)
     prepared = accelerator.prepare(*(nets[k].to(memory_format=torch.channels_last) for k in names), *opts.values())
@@ -142,7 +143,7 @@ def train(job: Job, out_dir: str | Path, log_lines: bool = True, use_gpu: bool |
             f"on {device}{precision}; steps {start}->{tcfg.steps}"
         )
 
-    sampler = accelerator.unwrap_model(nets[sampler_key])  # once: unwrap_model looks for DeepSpeed on disk each call
+    averaged = accelerator.unwrap_model(nets[export_key])  # once: unwrap_model looks for DeepSpeed on disk each call
 
     def unwrapped() -> dict[str, torch.nn.Module]:
         return {k: accelerator.unwrap_model(m) for k, m in nets.items()}
@@ -153,7 +154,7 @@ def train(job: Job, out_dir: str | Path, log_lines: bool = True, use_gpu: bool |
             ckpt.save_training_checkpoint(
                 folder,
                 step,
-                {**unwrapped(), f"{sampler_key}_ema": ema.shadow},
+                {**unwrapped(), f"{export_key}_ema": ema.shadow},
                 opts,
                 {"model_config": mcfg, "world_size": world_size, "replica_max_diff": diff, "job_seed": job.seed},
             )
@@ -163,12 +164,17 @@ def train(job: Job, out_dir: str | Path, log_lines: bool = True, use_gpu: bool |
 
         def real(sub: int, step=step) -> tuple[torch.Tensor, torch.Tensor]:
             idx = step_indices(job.seed, step, len(data), tcfg.batch_size, sub)[rank * per_rank : (rank + 1) * per_rank]
-            images = from_uint8(data.images[idx]).to(device).contiguous(memory_format=torch.channels_last)
+            pixels = (
+                torch.from_numpy(data.images[idx]).permute(0, 3, 1, 2).long()
+                if levels
+                else from_uint8(data.images[idx])
+            )
+            images = pixels.to(device).contiguous(memory_format=torch.channels_last)
             return images, labels_all[idx].to(device)
 
         data_step = StepData(real, step_generator(job.seed, step, rank, device), per_rank, data.num_classes, job.model)
         figures = family.train_step(nets, opts, data_step, accelerator.backward)
-        ema.update(sampler, step)
+        ema.update(averaged, step)
 
         done = step + 1
         if done % tcfg.log_every == 0 or done == tcfg.steps:
@@ -182,17 +188,31 @@ def train(job: Job, out_dir: str | Path, log_lines: bool = True, use_gpu: bool |
     world_size, diff = replica_max_diff(list(nets.values()))
     digest = ""
     if accelerator.is_main_process:
-        digest = export_sampler(family, ema.shadow, mcfg, job, end, folder, data.class_names)
+        digest = export_model(family, ema.shadow, mcfg, job, end, folder, data.class_names)
     accelerator.wait_for_everyone()
     curves.close()
     return TrainResult(end, world_size, diff, digest)
 
 
-def export_sampler(family, sampler_ema, mcfg: dict, job: Job, step: int, folder: Path, class_names) -> str:
-    """Prepare the EMA sampling net (``family.finalize``) and save it for generation."""
+def export_fixed(job: Job, out_dir: str | Path) -> TrainResult:
+    """A member with nothing to train (capabilities ``trained=False``): export its nets as built from
+    the job seed, as training would export them, so generation reads them the same way."""
+    out_dir = Path(out_dir)
+    data = load_dataset(job.data, job.seed)
+    family = family_for(job.model.name)
+    mcfg = model_config(job, data.num_classes)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(job.seed)
+        net = family.build_export(mcfg)
+    digest = export_model(family, net, mcfg, job, 0, out_dir / "checkpoints", data.class_names)
+    return TrainResult(0, 1, 0.0, digest)
+
+
+def export_model(family, ema_net, mcfg: dict, job: Job, step: int, folder: Path, class_names) -> str:
+    """Prepare the EMA average of the family's ``export_net`` (``family.finalize``) and save it for generation."""
     import copy
 
-    net = copy.deepcopy(sampler_ema).cpu().eval()
+    net = copy.deepcopy(ema_net).cpu().eval()
     family.finalize(net, job.seed)
     meta = {"model_config": mcfg, "step": step, "family": family.name, "class_names": list(class_names)}
     return ckpt.save_generator(folder, net, meta)

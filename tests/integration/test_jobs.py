@@ -55,7 +55,12 @@ def test_job_runs_end_to_end(tmp_path, job, cli_on_one_ray):
     assert meta["model"] == spec.model.name
     if spec.model.name.startswith("ddpm"):  # the diffusion settings that shaped the pixels are recorded
         g = spec.generate
-        assert meta["sampling"] == {"sampler": g.sampler, "steps": g.steps, "eta": g.eta, "guidance": g.guidance}
+        assert meta["sampling"] == {
+            "sampler": g.sampling.sampler,
+            "steps": g.sampling.steps,
+            "eta": g.sampling.eta,
+            "guidance": g.sampling.guidance,
+        }
     verified = cli_on_one_ray("verify", str(out))
     assert verified.returncode == 0 and "verify: ok, 2 shards, 60 samples" in verified.stdout, verified.stderr
     has_encoder = spec.model.name in ("vae", "beta_vae", "cvae")  # the report shows reconstructions

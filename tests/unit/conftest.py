@@ -4,7 +4,7 @@ from safetensors.torch import save
 
 from synth.generate.worker import GeneratorRef
 from synth.models import build_gan
-from synth.spec import GanModel
+from synth.models.gan import GanModel
 
 
 @pytest.fixture(scope="module")

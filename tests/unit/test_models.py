@@ -2,11 +2,11 @@ import numpy as np
 import pytest
 import torch
 
-from synth.generate.worker import Sampler, sample_images
+from synth.generate.worker import LoadedModel, sample_images
 from synth.models import build_gan
 from synth.models.common import EMA, latents_for_seeds, sample_seeds
 from synth.models.gan import FAMILY as GAN
-from synth.spec import GanModel
+from synth.models.gan import GanModel
 
 
 def gan(resolution=28, channels=1, classes=10, width=16, name="dcgan_cond"):
@@ -39,7 +39,7 @@ def test_sampling_is_per_seed_and_batch_independent():
     G.eval()
     seeds = sample_seeds(123, np.arange(40))
     labels = np.arange(40) % 10
-    G = Sampler(GAN, G)
+    G = LoadedModel(GAN, G)
     a = sample_images(G, seeds, labels, batch_size=40)
     b = sample_images(G, seeds, labels, batch_size=7)
     c = sample_images(G, seeds[5:9], labels[5:9], batch_size=1)

@@ -1,4 +1,4 @@
-"""Sampling settings drawn per sample from a range (generate.truncation, generate.guidance): each image
+"""Sampling settings drawn per sample from a range (generate.sampling.truncation, generate.sampling.guidance): each image
 is the one its drawn value makes, whatever the batch, and its .json records the value."""
 
 import json

@@ -172,7 +172,10 @@ def test_a_preset_that_changed_gives_its_jobs_a_new_identity():
 @pytest.mark.parametrize(
     "raw,message",
     [
-        ({"model": {"name": "ddpm_cond", "timesteps": 20}}, "generate.steps: 50 DDIM steps, but the model has 20"),
+        (
+            {"model": {"name": "ddpm_cond", "timesteps": 20}},
+            "generate.sampling.steps: 50 DDIM steps, but the model has 20",
+        ),
         ({"model": "dcgan"}, "model: expected a section with a name"),
         ({"model": {"name": ["x"]}}, "model.name: unknown model ['x']"),
     ],

@@ -5,7 +5,7 @@ from safetensors.torch import load, save
 from sklearn.datasets import load_digits
 
 from synth.errors import SynthError
-from synth.generate.worker import Sampler, sample_images
+from synth.generate.worker import LoadedModel, sample_images
 from synth.models.common import sample_seeds, to_uint8
 from synth.models.family import Sampling
 from synth.models.vae import FAMILY, VAE, VaeConfig, vae_loss
@@ -13,7 +13,7 @@ from synth.models.vae import FAMILY, VAE, VaeConfig, vae_loss
 
 def sample(model: VAE, seeds, labels, batch_size: int = 64) -> np.ndarray:
     """uint8 NHWC images the way the shard worker makes them (fixed-shape forwards)."""
-    return sample_images(Sampler(FAMILY, model), seeds, labels, batch_size)
+    return sample_images(LoadedModel(FAMILY, model), seeds, labels, batch_size)
 
 
 @pytest.fixture(autouse=True, scope="module")

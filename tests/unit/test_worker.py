@@ -24,7 +24,7 @@ from synth.generate.worker import (
 )
 from synth.manifest import write_manifest
 from synth.models import build_gan
-from synth.spec import GanModel
+from synth.models.gan import GanModel
 from synth.storage import Store
 
 from ..conftest import members
@@ -237,11 +237,11 @@ def test_images_do_not_depend_on_batch_size_even_at_one():
     """A one-row forward takes another BLAS path than a many-row one; padded fixed-shape forwards hide that."""
     torch.manual_seed(1)
     G, _, _ = build_gan(GanModel(width=64, latent_dim=64), 28, 1, 10)
-    from synth.generate.worker import Sampler
+    from synth.generate.worker import LoadedModel
     from synth.models.common import sample_seeds
     from synth.models.gan import FAMILY
 
-    G = Sampler(FAMILY, G.eval())
+    G = LoadedModel(FAMILY, G.eval())
 
     seeds, labels = sample_seeds(3, np.arange(300)), np.arange(300) % 10
     reference = sample_images(G, seeds, labels, 250)

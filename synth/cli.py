@@ -318,7 +318,7 @@ def verify(
 def _dataset_location(text: str):
     """A dataset's Store: the folder or URL itself, or the output.url of the job whose --out this is."""
     from synth.errors import SynthError
-    from synth.pipeline import JOB_FILE
+    from synth.layout import JOB_FILE, WIDS_INDEX
     from synth.storage import Store, is_url
 
     if not is_url(text):
@@ -326,7 +326,7 @@ def _dataset_location(text: str):
         if not path.is_dir():
             raise SynthError(f"{text}: no such folder")
         job_file = path / JOB_FILE
-        if not (path / "shardindex.json").is_file() and job_file.is_file():
+        if not (path / WIDS_INDEX).is_file() and job_file.is_file():
             url = json.loads(job_file.read_text()).get("job", {}).get("output", {}).get("url")
             if url:
                 return Store(url)
@@ -609,6 +609,8 @@ def _say_generated(g: dict, out: Path) -> None:
 
 
 def _say_evaluated(f: dict, out: Path) -> None:
+    from synth.layout import REPORT_HTML
+
     parts = [f"domain FID {f['fid_domain']:.2f}"]
     if f.get("label_fidelity") is not None:
         parts.insert(0, f"label fidelity {100 * f['label_fidelity']:.2f}%")
@@ -621,7 +623,7 @@ def _say_evaluated(f: dict, out: Path) -> None:
             f"Inception FID {f['fid_inception']:.2f} ({f['fid_inception_num_generated']} vs {f['fid_inception_num_real']})"
         )
     typer.echo("evaluated: " + ", ".join(parts))
-    typer.echo(f"report: {out / 'report.html'}")
+    typer.echo(f"report: {out / REPORT_HTML}")
 
 
 def main() -> None:

@@ -17,11 +17,9 @@ from typing import Any, NamedTuple
 
 from synth.errors import SynthError
 from synth.fsutil import data_digest
+from synth.layout import DATASET_FILE, INTERPOLATION, JOB_FILE, JOB_YAML, SHARD_NODES, checkpoints, dataset_store
 from synth.progress import note
 from synth.spec import Job, digest
-
-JOB_FILE = ".synth/job.json"
-DATASET_FILE = ".synth/dataset.json"
 
 
 def check_out_dir(out: Path, job: Job, must_exist: bool = False) -> None:
@@ -47,18 +45,17 @@ def check_out_dir(out: Path, job: Job, must_exist: bool = False) -> None:
     if saved.get("identity") != job.identity():
         raise SynthError(
             f"--out {out}: holds the output of another job (its data, model, seed or output name differ: "
-            f"see {out / '.synth/job.yaml'}); choose a new --out"
+            f"see {out / JOB_YAML}); choose a new --out"
         )
 
 
 def claim_out_dir(out: Path, job: Job) -> None:
     """Record this job as the owner of --out (after check_out_dir passed)."""
-    from synth.fsutil import atomic_write_bytes
-    from synth.train.checkpoint import atomic_write_json
+    from synth.fsutil import atomic_write_bytes, atomic_write_json
 
-    (out / ".synth").mkdir(parents=True, exist_ok=True)
+    (out / JOB_FILE).parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / JOB_FILE, {"identity": job.identity(), "job": job.model_dump(mode="json")})
-    atomic_write_bytes(out / ".synth/job.yaml", job.to_yaml().encode())
+    atomic_write_bytes(out / JOB_YAML, job.to_yaml().encode())
 
 
 def preflight(job: Job):
@@ -94,14 +91,14 @@ def run_train(job: Job, out: Path, data=None) -> dict:
     from synth.train.loop import model_config
 
     data = data if data is not None else preflight(job)
-    state = ckpt.read_state(out / "checkpoints")
+    state = ckpt.read_state(checkpoints(out))
     if state is not None:
-        ckpt.check_same_model(state, model_config(job, data.num_classes), out / "checkpoints")
+        ckpt.check_same_model(state, model_config(job, data.num_classes), checkpoints(out))
     placed = engine.placement(job, "train")  # a request Ray cannot meet fails here, before --out is claimed
     claim_out_dir(out, job)
     start = int(state["step"]) if state else 0
     trained_on = {"source": job.data.source, "images": len(data), "classes": data.num_classes}
-    if start >= job.train.steps and (out / "checkpoints" / ckpt.GENERATOR_FILE).is_file():
+    if start >= job.train.steps and (checkpoints(out) / ckpt.GENERATOR_FILE).is_file():
         return {"step": start, "skipped": True, "data": trained_on}
     t0 = time.perf_counter()
     with Progress("train", job.train.steps, "steps") as bar:
@@ -132,13 +129,6 @@ def _watch_train_log(path: Path, bar, stop: threading.Event) -> None:
             continue
         if len(lines) > 1:
             bar.update(completed=step, extra=losses)
-
-
-def dataset_store(job: Job, out: Path):
-    """Where the dataset (shards, manifest, indexes) goes: ``output.url``, or --out itself."""
-    from synth.storage import Store
-
-    return Store(job.output.url) if job.output.url else Store(out)
 
 
 def class_counts(job: Job, class_names: list[str], data=None) -> tuple[int, ...]:
@@ -210,7 +200,7 @@ def generation_plan(job: Job, out: Path, data=None, device: str = "cpu") -> Gene
     from synth.generate.worker import Encoding, GeneratorRef, ShardWork
     from synth.train import checkpoint as ckpt
 
-    meta, weights = ckpt.load_generator_files(out / "checkpoints")
+    meta, weights = ckpt.load_generator_files(checkpoints(out))
     mcfg = meta["model_config"]
     names = list(meta["class_names"]) if job.model.conditional else []  # [] : unlabelled samples, no .cls
     g = job.generate
@@ -336,7 +326,7 @@ def preflight_generate(job: Job, out: Path) -> None:
     from synth.train import checkpoint as ckpt
 
     check_out_dir(out, job, must_exist=True)
-    meta, _ = ckpt.load_generator_files(out / "checkpoints")
+    meta, _ = ckpt.load_generator_files(checkpoints(out))
     class_counts(job, list(meta["class_names"]))
     check_filter_file(job, list(meta["class_names"]))
     if job.output.url:
@@ -436,16 +426,13 @@ def write_generation_card(job: Job, out: Path, store, made: dict, planned: Gener
     from synth.report import load_summaries
     from synth.train import checkpoint as ckpt
 
-    meta = json.loads((out / "checkpoints" / ckpt.GENERATOR_META).read_text())
+    meta = json.loads((checkpoints(out) / ckpt.GENERATOR_META).read_text())
     data = load_summaries(out).get("train", {}).get("data")
     card = generation_card(job, made, meta, planned.digest, planned.names, data, planned.judge)
     before = read_card(store)
     if before and before.get("drawing", {}).get("plan_digest") == planned.digest:  # the same samples: still judged
         card.update(evaluation=before.get("evaluation"), limitations=before.get("limitations", []))
     write_card(store, card)
-
-
-SHARD_NODES = ".synth/nodes/shards.json"
 
 
 def read_shard_nodes(out: Path) -> dict[str, str]:
@@ -469,9 +456,7 @@ def remove_stale_shards(store, plan) -> None:
     """Delete shards and parts the current plan does not have, and temporaries left by killed attempts."""
     import re
 
-    from synth.generate.filter import FILTER_DIR
-    from synth.generate.worker import PARTS_DIR, SHARDS_DIR
-    from synth.metrics.features import FEATURES_DIR
+    from synth.layout import FEATURES_DIR, FILTER_DIR, PARTS_DIR, SHARDS_DIR
 
     pattern = re.compile(rf"^{re.escape(plan.prefix)}-(\d{{6,}})\.(tar|parquet|npz)$")
     for folder in (SHARDS_DIR, PARTS_DIR, FEATURES_DIR, FILTER_DIR):
@@ -580,7 +565,7 @@ def run_interpolate(job: Job, out: Path, seeds: list[int], steps: int, classes: 
     check_out_dir(out, job, must_exist=True)  # so job.model is the model the checkpoint holds
     if len(seeds) < 2 or steps < 2:
         raise SynthError("interpolate: give at least 2 seeds (--seeds 1,2) and --steps of at least 2")
-    meta, weights = ckpt.load_generator_files(out / "checkpoints")
+    meta, weights = ckpt.load_generator_files(checkpoints(out))
     names = list(meta["class_names"])
     rows = list(range(len(names))) if job.model.conditional else [0]
     if classes:
@@ -598,7 +583,7 @@ def run_interpolate(job: Job, out: Path, seeds: list[int], steps: int, classes: 
     picture = picture.resize((picture.width * scale, picture.height * scale), Image.Resampling.NEAREST)
     buf = io.BytesIO()
     picture.save(buf, format="PNG")
-    path = out / "interpolation.png"
+    path = out / INTERPOLATION
     atomic_write_bytes(path, buf.getvalue())
     return path
 

@@ -12,11 +12,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from synth.fsutil import atomic_write_bytes
+from synth import layout
+from synth.fsutil import atomic_write_bytes, atomic_write_json
+from synth.layout import SUMMARIES
 from synth.spec import Job
-from synth.train.checkpoint import atomic_write_json
-
-SUMMARIES = {"train": ".synth/train_summary.json", "generate": ".synth/generate_summary.json"}
 
 
 def save_summary(out: Path, stage: str, summary: dict) -> None:
@@ -36,20 +35,20 @@ def write_report(out: Path, job: Job, figures: dict) -> None:
     """Write report.json, report.html and report_grid.png under ``out``."""
     figures = dict(figures)
     grid_png = grid_to_png(figures.pop("grid_images"))
-    atomic_write_bytes(out / "report_grid.png", grid_png)
-    recon_b64 = _grid_file(out, figures.pop("reconstruction_grid", None), "report_reconstructions.png")
+    atomic_write_bytes(out / layout.REPORT_GRID, grid_png)
+    recon_b64 = _grid_file(out, figures.pop("reconstruction_grid", None), layout.REPORT_RECONSTRUCTIONS)
     nn_b64 = [
         base64.b64encode(grid_to_png(nn_strip(strip), width=240)).decode()
         for strip in figures.pop("memorisation_images", [])
     ]
-    rejected_b64 = _grid_file(out, figures.pop("filter_rejected_grid", None), "report_rejected.png")
+    rejected_b64 = _grid_file(out, figures.pop("filter_rejected_grid", None), layout.REPORT_REJECTED)
     stages = load_summaries(out)
     doc = {"job": job.model_dump(mode="json"), "figures": figures, **stages}
-    atomic_write_json(out / "report.json", doc)
+    atomic_write_json(out / layout.REPORT_JSON, doc)
     page = render_html(
         job, figures, stages, base64.b64encode(grid_png).decode(), read_log(out), recon_b64, nn_b64, rejected_b64
     )
-    atomic_write_bytes(out / "report.html", page.encode())
+    atomic_write_bytes(out / layout.REPORT_HTML, page.encode())
 
 
 def _grid_file(out: Path, grid: np.ndarray | None, name: str) -> str | None:
@@ -79,7 +78,7 @@ def grid_to_png(grid: np.ndarray, width: int = 560) -> bytes:
 
 
 def read_log(out: Path) -> list[dict]:
-    path = out / "train_log.csv"
+    path = out / layout.TRAIN_LOG
     if not path.is_file():
         return []
     with open(path) as fh:

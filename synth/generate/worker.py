@@ -29,16 +29,16 @@ from PIL import Image
 
 from synth.augment import AugmentSpec, augment, sample_rng
 from synth.errors import SynthError
-from synth.generate.filter import FilterLog, Picks, filter_rel, filtered_batches, judge_probs, load_judge
+from synth.generate.filter import FilterLog, Picks, filtered_batches, judge_probs, load_judge
 from synth.generate.plan import Plan, ShardTask, sample_key
-from synth.metrics.features import FeatureTarget, features_rel, shard_features
+from synth.layout import PARTS_DIR, SHARDS_DIR, features_rel, filter_rel, part_rel, shard_rel
+from synth.metrics.features import FeatureTarget, shard_features
 from synth.models.common import to_uint8
 from synth.models.family import Family, Sampling, per_sample
+from synth.parts import read_part_meta
 from synth.shards import write_shard
 from synth.storage import Store
 
-PARTS_DIR = ".synth/parts"
-SHARDS_DIR = "shards"
 FILTERS = {
     "nearest": Image.Resampling.NEAREST,
     "bilinear": Image.Resampling.BILINEAR,
@@ -314,24 +314,6 @@ def prefetch(batches: Iterator[np.ndarray], depth: int) -> Iterator[np.ndarray]:
     finally:
         stop.set()
         job.result()
-
-
-def part_rel(shard_name: str) -> str:
-    return f"{PARTS_DIR}/{shard_name.removesuffix('.tar')}.parquet"
-
-
-def shard_rel(shard_name: str) -> str:
-    return f"{SHARDS_DIR}/{shard_name}"
-
-
-def read_part_meta(store: Store, shard_name: str) -> dict[str, str] | None:
-    """The part's metadata (plan_digest, tar_bytes, md5, ...) or None if it is missing or unreadable."""
-    try:
-        with store.open(part_rel(shard_name)) as fh:
-            meta = pq.read_schema(fh).metadata or {}
-    except (OSError, pa.ArrowInvalid):
-        return None
-    return {k.decode(): v.decode() for k, v in meta.items()}
 
 
 def shard_is_done(work: ShardWork) -> bool:

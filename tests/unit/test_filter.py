@@ -16,13 +16,13 @@ from synth.generate.filter import (
     candidate_seeds,
     check_judge,
     choose,
-    filter_rel,
     judge_probs,
     load_judge,
     read_filter_log,
 )
 from synth.generate.plan import Plan, resolve_class_counts
 from synth.generate.worker import ShardWork, load_generator, sample_images, write_one_shard
+from synth.layout import filter_rel
 from synth.manifest import write_manifest
 from synth.spec import FilterSpec
 from synth.storage import Store

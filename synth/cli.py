@@ -1,4 +1,4 @@
-"""The ``synth`` command line. Thin: parse, load the job, call one pipeline function, print a summary.
+"""The ``synth`` command line. Thin: parse, load the job, call one stage (synth.stages), print its result.
 
 Heavy libraries (torch, ray) are imported inside the commands, so ``synth --help`` is instant.
 """
@@ -100,20 +100,24 @@ def run(job: JobArg, out: OutOpt, set_: SetOpt = None, dry_run: DryOpt = False, 
       synth run jobs/quickstart.yaml --out runs/q --dry-run
     """
     spec = load(job, set_, dry_run)
-    from synth import engine, pipeline
+    from synth import engine
     from synth.report import save_summary
+    from synth.stages.evaluate import run_evaluate
+    from synth.stages.generate import run_generate
+    from synth.stages.outdir import check_out_dir
+    from synth.stages.train import preflight, run_train
 
-    pipeline.check_out_dir(out, spec)
-    data = pipeline.preflight(spec)
+    check_out_dir(out, spec)
+    data = preflight(spec)
     with engine.ray_session(address):
         engine.placement(spec, "generate", warn=False)  # before training, not after it
-        trained = pipeline.run_train(spec, out, data)
+        trained = run_train(spec, out, data)
         save_summary(out, "train", trained)
         _say_trained(trained)
-        made = pipeline.run_generate(spec, out)
+        made = run_generate(spec, out)
         save_summary(out, "generate", made)
         _say_generated(made, out)
-        figures = pipeline.run_evaluate(spec, out, ray_ready=lambda: None)  # Ray is up
+        figures = run_evaluate(spec, out, ray_ready=lambda: None)  # Ray is up
     _say_evaluated(figures, out)
 
 
@@ -129,13 +133,15 @@ def train(job: JobArg, out: OutOpt, set_: SetOpt = None, dry_run: DryOpt = False
       synth train jobs/quickstart.yaml --out runs/quickstart --set train.steps=6000   # train longer
     """
     spec = load(job, set_, dry_run)
-    from synth import engine, pipeline
+    from synth import engine
     from synth.report import save_summary
+    from synth.stages.outdir import check_out_dir
+    from synth.stages.train import preflight, run_train
 
-    pipeline.check_out_dir(out, spec)
-    data = pipeline.preflight(spec)
+    check_out_dir(out, spec)
+    data = preflight(spec)
     with engine.ray_session(address):
-        trained = pipeline.run_train(spec, out, data)
+        trained = run_train(spec, out, data)
     save_summary(out, "train", trained)
     _say_trained(trained)
 
@@ -152,12 +158,13 @@ def generate(job: JobArg, out: OutOpt, set_: SetOpt = None, dry_run: DryOpt = Fa
       synth generate jobs/quickstart.yaml --out runs/quickstart --set generate.count=100000
     """
     spec = load(job, set_, dry_run)
-    from synth import engine, pipeline
+    from synth import engine
     from synth.report import save_summary
+    from synth.stages.generate import preflight_generate, run_generate
 
-    pipeline.preflight_generate(spec, out)
+    preflight_generate(spec, out)
     with engine.ray_session(address):
-        made = pipeline.run_generate(spec, out)
+        made = run_generate(spec, out)
     save_summary(out, "generate", made)
     _say_generated(made, out)
 
@@ -228,10 +235,11 @@ def evaluate(
         if dry_run:
             typer.echo(spec.to_yaml().rstrip())
             raise typer.Exit(0)
-    from synth import engine, pipeline
+    from synth import engine
+    from synth.stages.evaluate import run_evaluate
 
     with engine.ray_on_demand(address) as ray_ready:  # Ray starts if the Inception pass needs it
-        figures = pipeline.run_evaluate(spec, out, generated, ray_ready=ray_ready)
+        figures = run_evaluate(spec, out, generated, ray_ready=ray_ready)
     _say_evaluated(figures, out)
 
 
@@ -265,8 +273,8 @@ def interpolate(
       synth interpolate jobs/mnist-cvae.yaml --out runs/mnist-cvae --seeds 7,8 --classes 3,8
     """
     spec = load(job, set_, False)
-    from synth import pipeline
     from synth.errors import SynthError
+    from synth.stages.interpolate import run_interpolate
 
     try:
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]
@@ -275,7 +283,7 @@ def interpolate(
     if any(not 0 <= s < 2**63 for s in seed_list):
         raise SynthError(f"--seeds {seeds!r}: seeds must be in [0, 2**63)")
     class_list = [c.strip() for c in classes.split(",")] if classes else None
-    path = pipeline.run_interpolate(spec, out, seed_list, steps, class_list)
+    path = run_interpolate(spec, out, seed_list, steps, class_list)
     typer.echo(f"interpolation: {path}")
 
 
@@ -380,11 +388,12 @@ def submit(
 
       synth status raysubmit_XYZ;  synth logs raysubmit_XYZ --follow;  synth stop raysubmit_XYZ
     """
-    from synth import engine, pipeline
+    from synth import engine
+    from synth.stages.submit import submission
 
     spec = load(job, set_, False)
     url = engine.jobs_address(address)
-    entrypoint, runtime_env, metadata = pipeline.submission(spec, job, out.resolve(), url, python)
+    entrypoint, runtime_env, metadata = submission(spec, job, out.resolve(), url, python)
     job_id = engine.submit_job(url, entrypoint, runtime_env, metadata)
     typer.echo(f"submitted: {job_id} to {url}")
     if not wait:

@@ -194,8 +194,8 @@ def test_the_fast_and_domain_classifiers_are_trained_cached_and_shipped(tmp_path
     import torch
 
     from synth.metrics.classifier import FastCNN, SmallCNN
-    from synth.pipeline import judge_file
     from synth.spec import job_from_dict
+    from synth.stages.generate import judge_file
 
     def macs(model) -> int:
         total = 0

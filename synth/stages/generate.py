@@ -1,14 +1,9 @@
-"""The stages of a job, each reading only the previous stage's files.
-
-``run_train``, ``run_generate`` and ``run_evaluate`` are what the CLI calls;
-they check inputs before writing anything, then hand the heavy work to
-``engine`` (Ray) and the plain modules below it.
-"""
+"""``synth generate``: plan the samples, write the shards on Ray (skipping those done), then the
+manifest, the indexes and the dataset card."""
 
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, replace
@@ -17,118 +12,11 @@ from typing import Any, NamedTuple
 
 from synth.errors import SynthError
 from synth.fsutil import data_digest
-from synth.layout import DATASET_FILE, INTERPOLATION, JOB_FILE, JOB_YAML, SHARD_NODES, checkpoints, dataset_store
+from synth.layout import DATASET_FILE, checkpoints, dataset_store
 from synth.progress import note
 from synth.spec import Job, digest
-
-
-def check_out_dir(out: Path, job: Job, must_exist: bool = False) -> None:
-    """Refuse an --out that holds something other than this job's output. Writes nothing."""
-    if ":/" in str(out):
-        raise SynthError(
-            f"--out {out}: must be a folder (shared by the nodes on a cluster); "
-            "to write the shards to a URL, set output.url"
-        )
-    if out.exists() and not out.is_dir():
-        raise SynthError(f"--out {out}: exists and is not a folder")
-    job_file = out / JOB_FILE
-    if must_exist and not job_file.is_file():
-        raise SynthError(f"--out {out}: no synth job here; run 'synth run' or 'synth train' with this --out first")
-    if not out.exists() or not any(out.iterdir()):
-        return
-    if not job_file.is_file():
-        raise SynthError(f"--out {out}: folder is not empty and holds no synth job; choose a new or empty folder")
-    try:
-        saved = json.loads(job_file.read_text())
-    except json.JSONDecodeError:
-        raise SynthError(f"{job_file}: unreadable; choose a new --out") from None
-    if saved.get("identity") != job.identity():
-        raise SynthError(
-            f"--out {out}: holds the output of another job (its data, model, seed or output name differ: "
-            f"see {out / JOB_YAML}); choose a new --out"
-        )
-
-
-def claim_out_dir(out: Path, job: Job) -> None:
-    """Record this job as the owner of --out (after check_out_dir passed)."""
-    from synth.fsutil import atomic_write_bytes, atomic_write_json
-
-    (out / JOB_FILE).parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / JOB_FILE, {"identity": job.identity(), "job": job.model_dump(mode="json")})
-    atomic_write_bytes(out / JOB_YAML, job.to_yaml().encode())
-
-
-def preflight(job: Job):
-    """Everything that can fail on bad input, checked before any file is written. Returns the dataset."""
-    from synth.data import load_dataset
-    from synth.models import build_nets
-
-    data = load_dataset(job.data, job.seed)
-    if data.num_classes < 1 or len(data) == 0:
-        raise SynthError(f"data: {job.data.source} gave no images")
-    build_nets(job.model, job.data.resolution, job.data.channels, data.num_classes)
-    class_counts(job, list(data.class_names), data)
-    check_filter_file(job, list(data.class_names))
-    if job.output.url:
-        from synth.storage import Store
-
-        Store(job.output.url).fs  # noqa: B018 - fails now, with the package to install, if the protocol is unknown
-    if job.train.batch_size % job.train.num_workers:
-        raise SynthError(
-            f"train.batch_size: {job.train.batch_size} does not split evenly across {job.train.num_workers} workers"
-        )
-    return data
-
-
-def run_train(job: Job, out: Path, data=None) -> dict:
-    """Train (or resume) the job's model through Ray Train; return the final figures.
-
-    ``data``: the dataset if the caller already ran ``preflight``.
-    """
-    from synth import engine
-    from synth.progress import Progress, on_terminal
-    from synth.train import checkpoint as ckpt
-    from synth.train.loop import model_config
-
-    data = data if data is not None else preflight(job)
-    state = ckpt.read_state(checkpoints(out))
-    if state is not None:
-        ckpt.check_same_model(state, model_config(job, data.num_classes), checkpoints(out))
-    placed = engine.placement(job, "train")  # a request Ray cannot meet fails here, before --out is claimed
-    claim_out_dir(out, job)
-    start = int(state["step"]) if state else 0
-    trained_on = {"source": job.data.source, "images": len(data), "classes": data.num_classes}
-    if start >= job.train.steps and (checkpoints(out) / ckpt.GENERATOR_FILE).is_file():
-        return {"step": start, "skipped": True, "data": trained_on}
-    t0 = time.perf_counter()
-    with Progress("train", job.train.steps, "steps") as bar:
-        bar.done = start
-        stop = threading.Event()
-        watcher = threading.Thread(target=_watch_train_log, args=(out / "train_log.csv", bar, stop), daemon=True)
-        watcher.start()
-        try:
-            metrics = engine.train_on_ray(job, out, log_lines=not on_terminal(), placed=placed)
-        finally:
-            stop.set()
-            watcher.join()
-        bar.update(completed=int(metrics.get("step", job.train.steps)))
-    metrics["seconds"] = time.perf_counter() - t0
-    metrics["data"] = trained_on  # for the dataset card: what the model learnt from
-    return metrics
-
-
-def _watch_train_log(path: Path, bar, stop: threading.Event) -> None:
-    """Move the bar as rank 0 appends to train_log.csv."""
-    while not stop.wait(1.0):
-        try:
-            lines = path.read_text().strip().splitlines()
-            row = dict(zip(lines[0].split(","), lines[-1].split(",")))
-            step = int(row["step"])
-            losses = " ".join(f"{k} {float(v):.3f}" for k, v in row.items() if k.startswith("loss"))
-        except (OSError, IndexError, ValueError, KeyError):
-            continue
-        if len(lines) > 1:
-            bar.update(completed=step, extra=losses)
+from synth.stages.nodes import read_shard_nodes, write_shard_nodes
+from synth.stages.outdir import check_dataset_store, check_out_dir, claim_out_dir
 
 
 def class_counts(job: Job, class_names: list[str], data=None) -> tuple[int, ...]:
@@ -156,19 +44,6 @@ def class_counts(job: Job, class_names: list[str], data=None) -> tuple[int, ...]
     return resolve_class_counts(
         g.classes, g.count, "count" in g.model_fields_set, job.augment.copies, list(class_names), real
     )
-
-
-def check_dataset_store(job: Job, out: Path) -> None:
-    """Refuse an ``output.url`` that holds something other than this job's dataset. Writes nothing."""
-    store = dataset_store(job, out)
-    if not job.output.url:
-        return
-    if store.exists(DATASET_FILE):
-        saved = json.loads(store.read_bytes(DATASET_FILE))
-        if saved.get("identity") != job.identity():
-            raise SynthError(f"output.url {job.output.url}: holds the dataset of another job; choose another URL")
-    elif any(not name.startswith(".") for name in store.listdir("")):
-        raise SynthError(f"output.url {job.output.url}: not empty and holds no synth dataset; choose another URL")
 
 
 def sampling_of(job: Job):
@@ -200,7 +75,7 @@ def generation_plan(job: Job, out: Path, data=None, device: str = "cpu") -> Gene
     from synth.generate.worker import Encoding, GeneratorRef, ShardWork
     from synth.train import checkpoint as ckpt
 
-    meta, weights = ckpt.load_generator_files(checkpoints(out))
+    meta, weights = ckpt.load_generator_files(out / "checkpoints")
     mcfg = meta["model_config"]
     names = list(meta["class_names"]) if job.model.conditional else []  # [] : unlabelled samples, no .cls
     g = job.generate
@@ -435,23 +310,6 @@ def write_generation_card(job: Job, out: Path, store, made: dict, planned: Gener
     write_card(store, card)
 
 
-def read_shard_nodes(out: Path) -> dict[str, str]:
-    """Which Ray node wrote each shard (of runs so far: a resumed run keeps the earlier shards' nodes)."""
-    try:
-        return dict(json.loads((out / SHARD_NODES).read_text()))
-    except (FileNotFoundError, ValueError):
-        return {}
-
-
-def write_shard_nodes(out: Path, nodes: dict[str, str]) -> None:
-    """Provenance beside the dataset, not in manifest.parquet: node ids change with every Ray session,
-    and the manifest is the same bytes on every run of the job."""
-    from synth.fsutil import atomic_write_bytes
-
-    (out / SHARD_NODES).parent.mkdir(parents=True, exist_ok=True)  # absent when --out was not trained on Ray
-    atomic_write_bytes(out / SHARD_NODES, json.dumps(dict(sorted(nodes.items())), indent=1).encode())
-
-
 def remove_stale_shards(store, plan) -> None:
     """Delete shards and parts the current plan does not have, and temporaries left by killed attempts."""
     import re
@@ -468,155 +326,3 @@ def remove_stale_shards(store, plan) -> None:
                 or (not m and name.endswith((".tar", ".parquet", ".npz")))
             ):
                 store.remove(f"{folder}/{name}")
-
-
-def run_evaluate(job: Job, out: Path, generated: Path | None = None, ray_ready=None) -> dict:
-    """Judge the job's shards (or the images at ``generated``) against the real data; write
-    report.json and report.html under ``out``. ``ray_ready``: the Inception pass runs as Ray tasks,
-    in the session this function opens (engine.ray_on_demand) or makes sure of; None: in this process."""
-    from synth.metrics.evaluate import evaluate
-    from synth.metrics.features import local_pass
-    from synth.report import write_report
-
-    if generated is None:
-        check_out_dir(out, job, must_exist=True)
-    else:
-        check_report_dir(out)
-    feature_pass = local_pass if ray_ready is None else (lambda net: ray_feature_pass(net, ready=ray_ready))
-    figures = evaluate(job, out, generated, feature_pass)
-    out.mkdir(parents=True, exist_ok=True)
-    write_report(out, job, figures)
-    if generated is None:
-        from synth.datacard import complete_card
-
-        complete_card(dataset_store(job, out), figures)
-    return figures
-
-
-def ray_feature_pass(net, chunk: int | None = None, ready=None):
-    """The Inception pass over images as Ray tasks of ``chunk`` (default ``features.CHUNK``) images, as many at once as
-    the cluster has CPUs (GPUs when it has them); one chunk or less runs here, saving the workers'
-    load of the network. The weights go to the object store once per pass, not read from the
-    workers' disks. ``ready``: called before the first task (engine.ray_on_demand starts Ray there)."""
-    import numpy as np
-
-    from synth import engine
-    from synth.metrics.features import CHUNK, Chunk, chunk_features, local_pass
-
-    here = local_pass(net)
-    chunk = chunk or CHUNK
-
-    def run(images, progress=None):
-        if len(images) <= chunk:
-            return here(images, progress)
-        if ready is not None:
-            ready()
-        out = np.empty((len(images), 2048))
-
-        def on_result(result) -> None:
-            offset, features = result
-            out[offset : offset + len(features)] = features
-            if progress is not None:
-                progress(len(features))
-
-        chunks = (Chunk(i, images[i : i + chunk], net.weights_digest) for i in range(0, len(images), chunk))
-        gpus = engine.cluster_gpus()
-        engine.map_shards(
-            chunk_features,
-            chunks,
-            (net.weights_path.read_bytes(),),
-            gpus or engine.cluster_cpus(),
-            on_result,
-            num_gpus=1 if gpus else 0,
-        )
-        return out
-
-    return run
-
-
-def check_report_dir(out: Path) -> None:
-    """--out for a report on images synth did not make: any folder but a synth job's (whose report it would replace)."""
-    if out.exists() and not out.is_dir():
-        raise SynthError(f"--out {out}: exists and is not a folder")
-    if (out / JOB_FILE).is_file():
-        raise SynthError(
-            f"--out {out}: holds a synth job's output, whose report this would replace; "
-            "choose another --out (or drop --generated to judge that job)"
-        )
-
-
-def run_interpolate(job: Job, out: Path, seeds: list[int], steps: int, classes: list[str] | None) -> Path:
-    """A PNG grid of images along a path through the seeds' latents: a row per class, ``steps`` per segment.
-
-    Seeds are sample seeds as the shards' ``.json`` records them. Writes ``out/interpolation.png``.
-    """
-    import io
-
-    import numpy as np
-    import torch
-    from PIL import Image
-
-    from synth.fsutil import atomic_write_bytes
-    from synth.generate.plan import _class_index
-    from synth.generate.worker import GeneratorRef, load_generator
-    from synth.models.common import to_uint8
-    from synth.train import checkpoint as ckpt
-
-    check_out_dir(out, job, must_exist=True)  # so job.model is the model the checkpoint holds
-    if len(seeds) < 2 or steps < 2:
-        raise SynthError("interpolate: give at least 2 seeds (--seeds 1,2) and --steps of at least 2")
-    meta, weights = ckpt.load_generator_files(checkpoints(out))
-    names = list(meta["class_names"])
-    rows = list(range(len(names))) if job.model.conditional else [0]
-    if classes:
-        rows = [_class_index(c, names, "--classes") for c in classes]
-    sampler = load_generator(GeneratorRef(job.model.name, meta["model_config"], meta["digest"]), weights)
-    sampling = sampling_of(job)
-    seed_array = np.asarray(seeds, dtype=np.uint64)
-    with torch.inference_mode():
-        grid = [to_uint8(sampler.family.interpolate(sampler.net, seed_array, k, steps, sampling)) for k in rows]
-    images = np.stack(grid)  # rows, cols, H, W, C
-    r, c, h, w, ch = images.shape
-    canvas = images.transpose(0, 2, 1, 3, 4).reshape(r * h, c * w, ch)
-    picture = Image.fromarray(canvas[..., 0] if ch == 1 else canvas)
-    scale = max(1, 64 // h)  # small images drawn larger, pixels kept sharp
-    picture = picture.resize((picture.width * scale, picture.height * scale), Image.Resampling.NEAREST)
-    buf = io.BytesIO()
-    picture.save(buf, format="PNG")
-    path = out / INTERPOLATION
-    atomic_write_bytes(path, buf.getvalue())
-    return path
-
-
-def submission(job: Job, job_path: Path, out: Path, address: str, python: str | None = None) -> tuple[str, dict, dict]:
-    """What `synth submit` sends: (entrypoint, runtime_env, metadata).
-
-    The resolved job (its --set applied, so the cluster runs what was checked here) travels in an
-    environment variable that the entrypoint writes to a temporary file on the head node (a Ray
-    working_dir would do, but Ray reclaims it when the job's Ray Train workers end, under the
-    driver's feet); synth's own code travels as a py_module, so the cluster runs this version of
-    it; the rest of the environment (torch, ray, ...) must be on the cluster. The job's driver runs
-    `synth run` against the cluster it is on, writing to ``out``: a path every node sees the same
-    (or set output.url to an fsspec URL for the dataset).
-    """
-    import shlex
-    import sys
-    from urllib.parse import urlparse
-
-    import synth
-
-    host = urlparse(address).hostname or ""
-    python = python or (sys.executable if host in ("127.0.0.1", "localhost", "::1") else "python")
-    run = (
-        shlex.join([python, "-m", "synth.cli", "run"]) + ' "$f" ' + shlex.join(["--out", str(out), "--address", "auto"])
-    )
-    entrypoint = (
-        f'f=$(mktemp -t synth-job.XXXXXX) && printf "%s" "$SYNTH_JOB_YAML" > "$f" && {{ {run}; s=$?; '
-        'rm -f "$f"; exit $s; }'
-    )
-    runtime_env = {
-        "py_modules": [str(Path(synth.__file__).parent)],
-        "env_vars": {"SYNTH_JOB_YAML": job.to_yaml(), "RAY_DEDUP_LOGS": "0", "PYTHONUNBUFFERED": "1"},
-    }
-    metadata = {"synth_job": str(job_path), "synth_out": str(out), "synth_name": job.output.name}
-    return entrypoint, runtime_env, metadata

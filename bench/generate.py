@@ -161,8 +161,8 @@ def main() -> None:
             t0 = time.perf_counter()
             made = run_generate(wjob, out)
             total = time.perf_counter() - t0
-            assert made["generated"] == plan.count
-            rows[f"synth generate, {workers} worker(s)"] = made["images_per_s"]
+            assert made.generated == plan.count
+            rows[f"synth generate, {workers} worker(s)"] = made.images_per_s
             rows[f"synth generate, {workers} worker(s), incl. manifest"] = plan.count / total
 
         if not args.skip_ray_data:

@@ -9,9 +9,12 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from synth.stages.results import EvaluateResult, GenerateResult, TrainResult
 
 app = typer.Typer(
     name="synth",
@@ -591,35 +594,32 @@ def cluster_down(dir_: DirOpt = None) -> None:
     typer.echo(f"cluster down: {stopped} node(s) stopped" + (f" ({killed} killed after 10 s)" if killed else ""))
 
 
-def _say_trained(t: dict) -> None:
-    if t.get("skipped"):
-        typer.echo(f"trained: already at step {t['step']}; nothing to do")
+def _say_trained(t: TrainResult) -> None:
+    if t.skipped:
+        typer.echo(f"trained: already at step {t.step}; nothing to do")
     else:
-        nodes = len({n for n in t.get("nodes") or [] if n})
+        nodes = len({n for n in t.nodes or [] if n})
         where = f" on {nodes} node(s)" if nodes > 1 else ""
-        typer.echo(
-            f"trained: {t.get('step')} steps on {t.get('world_size')} worker(s){where} in {t.get('seconds', 0):.0f} s"
-        )
+        typer.echo(f"trained: {t.step} steps on {t.world_size} worker(s){where} in {t.seconds or 0:.0f} s")
 
 
-def _say_generated(g: dict, out: Path) -> None:
+def _say_generated(g: GenerateResult, out: Path) -> None:
     typer.echo(
-        f"generated: {g['count']:,} images in {g['shards']} shards under {g['location'].rstrip('/')}/shards "
-        f"({g['generated']:,} new, {g['images_per_s']:,.0f} images/s; {g['skipped_shards']} shards already done"
-        + (f"; on {g['nodes']} nodes" if g.get("nodes", 0) > 1 else "")
+        f"generated: {g.count:,} images in {g.shards} shards under {g.location.rstrip('/')}/shards "
+        f"({g.generated:,} new, {g.images_per_s:,.0f} images/s; {g.skipped_shards} shards already done"
+        + (f"; on {g.nodes} nodes" if g.nodes > 1 else "")
         + ")"
     )
-    if g.get("features_for_report"):
+    if g.features_for_report:
         typer.echo(
-            f"features: InceptionV3 features of {g['features_for_report']:,} samples for the report, computed "
+            f"features: InceptionV3 features of {g.features_for_report:,} samples for the report, computed "
             "by the workers (included in the time above)"
         )
-    typer.echo(f"manifest: {g['manifest']} (+ shardindex.json for wids, _info.json for timm)")
+    typer.echo(f"manifest: {g.manifest} (+ shardindex.json for wids, _info.json for timm)")
 
 
-def _say_evaluated(f: dict, out: Path) -> None:
-    from synth.layout import REPORT_HTML
-
+def _say_evaluated(result: EvaluateResult, out: Path) -> None:
+    f = result.figures
     parts = [f"domain FID {f['fid_domain']:.2f}"]
     if f.get("label_fidelity") is not None:
         parts.insert(0, f"label fidelity {100 * f['label_fidelity']:.2f}%")
@@ -632,7 +632,7 @@ def _say_evaluated(f: dict, out: Path) -> None:
             f"Inception FID {f['fid_inception']:.2f} ({f['fid_inception_num_generated']} vs {f['fid_inception_num_real']})"
         )
     typer.echo("evaluated: " + ", ".join(parts))
-    typer.echo(f"report: {out / REPORT_HTML}")
+    typer.echo(f"report: {result.report}")
 
 
 def main() -> None:

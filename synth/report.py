@@ -16,13 +16,16 @@ from synth import layout
 from synth.fsutil import atomic_write_bytes, atomic_write_json
 from synth.layout import SUMMARIES
 from synth.spec import Job
+from synth.stages.results import GenerateResult, TrainResult
 
 
-def save_summary(out: Path, stage: str, summary: dict) -> None:
-    atomic_write_json(out / SUMMARIES[stage], summary)
+def save_summary(out: Path, stage: str, result: TrainResult | GenerateResult) -> None:
+    """A stage's result under --out (layout.SUMMARIES), for the report and later commands."""
+    atomic_write_json(out / SUMMARIES[stage], result.to_json())
 
 
 def load_summaries(out: Path) -> dict:
+    """The stored summaries by stage ("train", "generate"), as their JSON dicts."""
     found = {}
     for stage, rel in SUMMARIES.items():
         path = out / rel
@@ -303,6 +306,20 @@ def _fmt(v) -> str:
     return html.escape(str(v))
 
 
+def stages_section(trained: TrainResult | None, made: GenerateResult | None) -> str:
+    """The report's list items on the training and generation runs (none for a stage not run here)."""
+    rows = ""
+    if trained is not None:
+        workers = "?" if trained.world_size is None else trained.world_size
+        rows += f"<li>Training: {trained.step} steps, {workers} worker(s), {_fmt(trained.seconds)} s</li>"
+    if made is not None:
+        rows += (
+            f"<li>Generation: {made.count:,} images in {made.shards} shards; last run made "
+            f"{made.generated:,} in {_fmt(made.seconds)} s ({_fmt(made.images_per_s)} images/s)</li>"
+        )
+    return rows
+
+
 def render_html(
     job: Job,
     f: dict,
@@ -466,16 +483,10 @@ def render_html(
             "sees in its images. Real data has every class: a class that nobody sees, or one that "
             "takes everything, means collapse."
         )
-    stage_rows = ""
-    if "train" in stages:
-        t = stages["train"]
-        stage_rows += f"<li>Training: {t.get('step')} steps, {t.get('world_size', '?')} worker(s), {_fmt(t.get('seconds'))} s</li>"
-    if "generate" in stages:
-        g = stages["generate"]
-        stage_rows += (
-            f"<li>Generation: {g.get('count'):,} images in {g.get('shards')} shards; last run made "
-            f"{g.get('generated'):,} in {_fmt(g.get('seconds'))} s ({_fmt(g.get('images_per_s'))} images/s)</li>"
-        )
+    stage_rows = stages_section(
+        TrainResult.from_json(stages["train"]) if "train" in stages else None,
+        GenerateResult.from_json(stages["generate"]) if "generate" in stages else None,
+    )
     if f.get("generated_source"):
         subject = f"Images from <b>{html.escape(f['generated_source'])}</b> judged against"
     else:

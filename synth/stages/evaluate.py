@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from synth.layout import dataset_store
+from synth.layout import REPORT_HTML, dataset_store
 from synth.spec import Job
 from synth.stages.outdir import check_out_dir, check_report_dir
+from synth.stages.results import EvaluateResult
 
 
-def run_evaluate(job: Job, out: Path, generated: Path | None = None, ray_ready=None) -> dict:
+def run_evaluate(job: Job, out: Path, generated: Path | None = None, ray_ready=None) -> EvaluateResult:
     """Judge the job's shards (or the images at ``generated``) against the real data; write
     report.json and report.html under ``out``. ``ray_ready``: the Inception pass runs as Ray tasks,
     in the session this function opens (engine.ray_on_demand) or makes sure of; None: in this process."""
@@ -29,7 +30,7 @@ def run_evaluate(job: Job, out: Path, generated: Path | None = None, ray_ready=N
         from synth.datacard import complete_card
 
         complete_card(dataset_store(job, out), figures)
-    return figures
+    return EvaluateResult(figures, out / REPORT_HTML)
 
 
 def ray_feature_pass(net, chunk: int | None = None, ready=None):

@@ -12,11 +12,12 @@ from typing import Any, NamedTuple
 
 from synth.errors import SynthError
 from synth.fsutil import data_digest
-from synth.layout import DATASET_FILE, checkpoints, dataset_store
+from synth.layout import DATASET_FILE, MANIFEST_FILE, checkpoints, dataset_store
 from synth.progress import note
 from synth.spec import Job, digest
 from synth.stages.nodes import read_shard_nodes, write_shard_nodes
 from synth.stages.outdir import check_dataset_store, check_out_dir, claim_out_dir
+from synth.stages.results import GenerateResult
 
 
 def class_counts(job: Job, class_names: list[str], data=None) -> tuple[int, ...]:
@@ -211,7 +212,7 @@ def preflight_generate(job: Job, out: Path) -> None:
     check_dataset_store(job, out)
 
 
-def run_generate(job: Job, out: Path) -> dict:
+def run_generate(job: Job, out: Path) -> GenerateResult:
     """Write exactly the planned samples as shards (skipping shards already done), the manifest and indexes."""
     import resource
 
@@ -274,28 +275,28 @@ def run_generate(job: Job, out: Path) -> dict:
     seconds = time.perf_counter() - t0
     summary = write_manifest(store, plan, names, job.output.name)
     made = done["made"]
-    result = {
-        "count": plan.count,
-        "class_counts": list(plan.class_counts),
-        "copies": plan.copies,
-        "shards": plan.num_shards,
-        "bytes": summary["bytes"],
-        "generated": made,
-        "skipped_shards": done["skipped"],
-        "features_for_report": done["features"],
-        "nodes": len(this_run),  # the nodes that wrote shards in this run
-        "seconds": seconds,
-        "images_per_s": made / seconds if made else 0.0,
-        "location": store.where(),
-        "manifest": store.where("manifest.parquet"),
-        "worker_peak_rss_mb": round(done["worker_peak_rss_mb"], 1),
-        "driver_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
-    }
+    result = GenerateResult(
+        count=plan.count,
+        class_counts=list(plan.class_counts),
+        copies=plan.copies,
+        shards=plan.num_shards,
+        bytes=summary["bytes"],
+        generated=made,
+        skipped_shards=done["skipped"],
+        features_for_report=done["features"],
+        nodes=len(this_run),  # the nodes that wrote shards in this run
+        seconds=seconds,
+        images_per_s=made / seconds if made else 0.0,
+        location=store.where(),
+        manifest=store.where(MANIFEST_FILE),
+        worker_peak_rss_mb=round(done["worker_peak_rss_mb"], 1),
+        driver_peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
+    )
     write_generation_card(job, out, store, result, made_by)
     return result
 
 
-def write_generation_card(job: Job, out: Path, store, made: dict, planned: GenerationPlan) -> None:
+def write_generation_card(job: Job, out: Path, store, made: GenerateResult, planned: GenerationPlan) -> None:
     """The dataset card (synth.datacard) beside the shards, as generation leaves them (no figures yet)."""
     from synth.datacard import generation_card, read_card, write_card
     from synth.report import load_summaries
@@ -303,7 +304,7 @@ def write_generation_card(job: Job, out: Path, store, made: dict, planned: Gener
 
     meta = json.loads((checkpoints(out) / ckpt.GENERATOR_META).read_text())
     data = load_summaries(out).get("train", {}).get("data")
-    card = generation_card(job, made, meta, planned.digest, planned.names, data, planned.judge)
+    card = generation_card(job, made.to_json(), meta, planned.digest, planned.names, data, planned.judge)
     before = read_card(store)
     if before and before.get("drawing", {}).get("plan_digest") == planned.digest:  # the same samples: still judged
         card.update(evaluation=before.get("evaluation"), limitations=before.get("limitations", []))

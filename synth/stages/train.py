@@ -11,6 +11,7 @@ from synth.layout import TRAIN_LOG, checkpoints
 from synth.spec import Job
 from synth.stages.generate import check_filter_file, class_counts
 from synth.stages.outdir import claim_out_dir
+from synth.stages.results import TrainResult
 
 
 def preflight(job: Job):
@@ -35,7 +36,7 @@ def preflight(job: Job):
     return data
 
 
-def run_train(job: Job, out: Path, data=None) -> dict:
+def run_train(job: Job, out: Path, data=None) -> TrainResult:
     """Train (or resume) the job's model through Ray Train; return the final figures.
 
     ``data``: the dataset if the caller already ran ``preflight``.
@@ -54,7 +55,7 @@ def run_train(job: Job, out: Path, data=None) -> dict:
     start = int(state["step"]) if state else 0
     trained_on = {"source": job.data.source, "images": len(data), "classes": data.num_classes}
     if start >= job.train.steps and (checkpoints(out) / ckpt.GENERATOR_FILE).is_file():
-        return {"step": start, "skipped": True, "data": trained_on}
+        return TrainResult(step=start, data=trained_on, skipped=True)
     t0 = time.perf_counter()
     with Progress("train", job.train.steps, "steps") as bar:
         bar.done = start
@@ -67,9 +68,9 @@ def run_train(job: Job, out: Path, data=None) -> dict:
             stop.set()
             watcher.join()
         bar.update(completed=int(metrics.get("step", job.train.steps)))
-    metrics["seconds"] = time.perf_counter() - t0
-    metrics["data"] = trained_on  # for the dataset card: what the model learnt from
-    return metrics
+    seconds = time.perf_counter() - t0
+    # step: None only if rank 0 left no state; data: for the dataset card (what the model learnt from)
+    return TrainResult(**{"step": None, **metrics}, seconds=seconds, data=trained_on)
 
 
 def _watch_train_log(path: Path, bar, stop: threading.Event) -> None:

@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 from synth.data import load_dataset, load_test_dataset
+from synth.layout import dataset_store
 from synth.metrics.cas import (
     NETWORKS,
     Arm,
@@ -51,7 +52,6 @@ from synth.metrics.cas import (
     table_arms,
 )
 from synth.metrics.evaluate import read_generated
-from synth.pipeline import dataset_store
 from synth.progress import Progress
 from synth.spec import load_job
 

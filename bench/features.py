@@ -4,10 +4,10 @@ All in one process on one embedded Ray (2 CPUs here), one stage after the other:
 
   local        the evaluating process runs InceptionFeatures over N images (torch on every core):
                what `synth evaluate` did before the pass was sharded, and the baseline of the ratios
-  ray          synth.pipeline.ray_feature_pass: tasks of --chunk images, as many at once as Ray has
+  ray          synth.stages.evaluate.ray_feature_pass: tasks of --chunk images, as many at once as Ray has
                CPUs, the weights through the object store. Timed twice: cold (the workers load the
                network) and warm
-  generation   `synth generate` (synth.pipeline.run_generate) on a trained generator, with and
+  generation   `synth generate` (synth.stages.generate.run_generate) on a trained generator, with and
                without evaluate.features_at_generation: the difference is what computing the judged
                samples' features in the generation workers costs there; evaluation then reads them
                (timed: synth.metrics.features.stored_features) instead of running the network
@@ -44,10 +44,11 @@ def main() -> None:
 
     import torch
 
-    from synth import engine, pipeline
+    from synth import engine
     from synth.data import load_dataset
     from synth.metrics.features import CHUNK, extractor
     from synth.spec import DataSpec
+    from synth.stages.evaluate import ray_feature_pass
 
     images = load_dataset(DataSpec(source="mnist_subset"), 0).images[: args.n]
     net = extractor()
@@ -61,7 +62,7 @@ def main() -> None:
     rows["local (this process)"] = len(images) / (time.perf_counter() - t0)
     print(f"local: {rows['local (this process)']:.2f} images/s", flush=True)
     with engine.ray_session(None):
-        run = pipeline.ray_feature_pass(net, chunk=args.chunk)
+        run = ray_feature_pass(net, chunk=args.chunk)
         print(f"Ray: {engine.cluster_cpus()} CPUs")
         for label in ("ray tasks, cold (workers load the network)", "ray tasks, warm"):
             t0 = time.perf_counter()
@@ -79,10 +80,12 @@ def main() -> None:
 
 def generation(args) -> dict[str, float]:
     """`synth generate` with and without the judged samples' features, and evaluation's read of them."""
-    from synth import pipeline
+    from synth.layout import dataset_store
     from synth.metrics.evaluate import read_generated
     from synth.metrics.features import extractor, feature_key, stored_features
     from synth.spec import load_job
+    from synth.stages.generate import run_generate
+    from synth.stages.outdir import claim_out_dir
 
     src = args.run / "checkpoints"
     if not (src / "generator.safetensors").is_file():
@@ -106,15 +109,15 @@ def generation(args) -> dict[str, float]:
             f"evaluate.features_at_generation={str(features).lower()}",
         ]
         job = load_job(ROOT / "jobs" / "quickstart.yaml", sets)
-        pipeline.claim_out_dir(out, job)
+        claim_out_dir(out, job)
         t0 = time.perf_counter()
-        pipeline.run_generate(job, out)
+        run_generate(job, out)
         seconds[features] = time.perf_counter() - t0
         print(
             f"synth generate, {args.count:,} images, features of {args.n:,} at generation {features}: "
             f"{seconds[features]:.1f} s"
         )
-    store = pipeline.dataset_store(job, out)
+    store = dataset_store(job, out)
     t0 = time.perf_counter()
     gen = read_generated(store, args.n)
     per_shard, _ = stored_features(store, gen.shards, feature_key(extractor(), 28, 1))

@@ -58,16 +58,16 @@ def drawn_per_kept(out: Path) -> float:
 
 def in_process(job_path: Path, run: Path, sets: list[str], filtered: list[str], shards: int) -> tuple[float, float]:
     """(unfiltered, filtered) images/s of the shard worker called here, on the first ``shards`` shards."""
-    from synth import pipeline
     from synth.generate.worker import write_one_shard
     from synth.spec import load_job
+    from synth.stages.generate import generation_plan
 
     rates = []
     for extra in ([], filtered):
         with tempfile.TemporaryDirectory(prefix="synth-bench-filter-") as tmp:
             out = copy_run(run, Path(tmp) / "out")
             job = load_job(job_path, sets + extra)
-            planned = pipeline.generation_plan(job, out)
+            planned = generation_plan(job, out)
             works = [w for _, w in zip(range(shards), planned.works)]
             write_one_shard(works[0], *planned.shared)  # warm: the generator and classifier load once per process
             t0 = time.perf_counter()

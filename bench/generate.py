@@ -9,7 +9,7 @@ All figures come from one process on one embedded Ray, so they share the machine
                the worker's own code (synth.generate.worker.encoded_samples + shards.write_shard).
   CPU bound    1 / (1/sampling + 1/encode+write): on a machine without a GPU both stages run on the
                same cores, so no schedule beats the sum of their costs.
-  synth        synth.pipeline.run_generate (what `synth generate` calls): plan, Ray tasks, sample,
+  synth        synth.stages.generate.run_generate (what `synth generate` calls): plan, Ray tasks, sample,
                augment, encode, tar, manifest parts; then the manifest and indexes (timed apart).
   naive        one process, one forward per image, one PNG file per image (StyleGAN's generate.py).
   naive-batch  one process, batched forwards, one PNG file per image (EDM's generate.py).
@@ -54,8 +54,8 @@ def parse_args():
 
 def setup_out(args, tmp: Path):
     """A job output folder holding the trained generator, and the job with the benchmark's sizes."""
-    from synth.pipeline import claim_out_dir
     from synth.spec import job_from_dict, load_job
+    from synth.stages.outdir import claim_out_dir
 
     src = args.run / "checkpoints"
     if not (src / "generator.safetensors").is_file():
@@ -96,14 +96,15 @@ def main() -> None:
     import ray
     import torch
 
-    from synth import engine, pipeline
+    from synth import engine
     from synth.generate.worker import encoded_samples, load_generator, source_images
     from synth.shards import write_shard
+    from synth.stages.generate import generation_plan, run_generate, sampling_of
     from synth.storage import Store
 
     tmp = Path(tempfile.mkdtemp(prefix="synth-bench-gen-"))
     job, out = setup_out(args, tmp)
-    plan, works, shared, _names, _, _ = pipeline.generation_plan(job, out)
+    plan, works, shared, _names, _, _ = generation_plan(job, out)
     weights = shared[0]
     works = list(works)
     print(
@@ -158,10 +159,10 @@ def main() -> None:
                 shutil.rmtree(p, ignore_errors=True)
             wjob = job.model_copy(update={"resources": job.resources.model_copy(update={"generate_tasks": workers})})
             t0 = time.perf_counter()
-            made = pipeline.run_generate(wjob, out)
+            made = run_generate(wjob, out)
             total = time.perf_counter() - t0
-            assert made["generated"] == plan.count
-            rows[f"synth generate, {workers} worker(s)"] = made["images_per_s"]
+            assert made.generated == plan.count
+            rows[f"synth generate, {workers} worker(s)"] = made.images_per_s
             rows[f"synth generate, {workers} worker(s), incl. manifest"] = plan.count / total
 
         if not args.skip_ray_data:
@@ -170,7 +171,7 @@ def main() -> None:
     if not args.skip_naive:
         G = load_generator(works[0].generator, weights, compile=works[0].compile)
         torch.set_num_threads(args.workers)
-        sampling = pipeline.sampling_of(job)
+        sampling = sampling_of(job)
         rows["naive: per image forward + PNG file"] = naive(G, plan, args.naive_count, 1, tmp / "naive", sampling)
         rows["naive-batch: batched forward + PNG file"] = naive(
             G, plan, args.naive_count, args.batch_size, tmp / "nb", sampling
@@ -214,7 +215,7 @@ def ray_data_run(ray, job, out, plan, tmp: Path, args) -> float:
     from synth.generate.worker import GeneratorRef
 
     ref = GeneratorRef(job.model.name, meta["model_config"], meta["digest"])
-    from synth.pipeline import sampling_of
+    from synth.stages.generate import sampling_of
 
     sampling = sampling_of(job)
 

@@ -41,8 +41,8 @@ ROW = re.compile(r"^(.+?)\s{2,}([\d,.]+)\s+([\d.]+)\s+([\d.]+)$")
 
 
 def train_case(family: str, res: int, steps: int, out: Path) -> None:
-    from synth.pipeline import claim_out_dir
     from synth.spec import load_job
+    from synth.stages.outdir import claim_out_dir
     from synth.train.loop import train
 
     job = load_job(

@@ -41,8 +41,8 @@ def rate(family, net, sampling, calls: int) -> tuple[float, np.ndarray]:
 def main() -> None:
     from synth.models import family_for
     from synth.models.family import ImageShape
-    from synth.pipeline import sampling_of
     from synth.spec import load_job
+    from synth.stages.generate import sampling_of
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--families", default="gan,vae,diffusion")

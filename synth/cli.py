@@ -1,4 +1,4 @@
-"""The ``synth`` command line. Thin: parse, load the job, call one pipeline function, print a summary.
+"""The ``synth`` command line. Thin: parse, load the job, call one stage (synth.stages), print its result.
 
 Heavy libraries (torch, ray) are imported inside the commands, so ``synth --help`` is instant.
 """
@@ -9,9 +9,12 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from synth.stages.results import EvaluateResult, GenerateResult, TrainResult
 
 app = typer.Typer(
     name="synth",
@@ -100,20 +103,24 @@ def run(job: JobArg, out: OutOpt, set_: SetOpt = None, dry_run: DryOpt = False, 
       synth run jobs/quickstart.yaml --out runs/q --dry-run
     """
     spec = load(job, set_, dry_run)
-    from synth import engine, pipeline
+    from synth import engine
     from synth.report import save_summary
+    from synth.stages.evaluate import run_evaluate
+    from synth.stages.generate import run_generate
+    from synth.stages.outdir import check_out_dir
+    from synth.stages.train import preflight, run_train
 
-    pipeline.check_out_dir(out, spec)
-    data = pipeline.preflight(spec)
+    check_out_dir(out, spec)
+    data = preflight(spec)
     with engine.ray_session(address):
         engine.placement(spec, "generate", warn=False)  # before training, not after it
-        trained = pipeline.run_train(spec, out, data)
+        trained = run_train(spec, out, data)
         save_summary(out, "train", trained)
         _say_trained(trained)
-        made = pipeline.run_generate(spec, out)
+        made = run_generate(spec, out)
         save_summary(out, "generate", made)
         _say_generated(made, out)
-        figures = pipeline.run_evaluate(spec, out, ray_ready=lambda: None)  # Ray is up
+        figures = run_evaluate(spec, out, ray_ready=lambda: None)  # Ray is up
     _say_evaluated(figures, out)
 
 
@@ -129,13 +136,15 @@ def train(job: JobArg, out: OutOpt, set_: SetOpt = None, dry_run: DryOpt = False
       synth train jobs/quickstart.yaml --out runs/quickstart --set train.steps=6000   # train longer
     """
     spec = load(job, set_, dry_run)
-    from synth import engine, pipeline
+    from synth import engine
     from synth.report import save_summary
+    from synth.stages.outdir import check_out_dir
+    from synth.stages.train import preflight, run_train
 
-    pipeline.check_out_dir(out, spec)
-    data = pipeline.preflight(spec)
+    check_out_dir(out, spec)
+    data = preflight(spec)
     with engine.ray_session(address):
-        trained = pipeline.run_train(spec, out, data)
+        trained = run_train(spec, out, data)
     save_summary(out, "train", trained)
     _say_trained(trained)
 
@@ -152,12 +161,13 @@ def generate(job: JobArg, out: OutOpt, set_: SetOpt = None, dry_run: DryOpt = Fa
       synth generate jobs/quickstart.yaml --out runs/quickstart --set generate.count=100000
     """
     spec = load(job, set_, dry_run)
-    from synth import engine, pipeline
+    from synth import engine
     from synth.report import save_summary
+    from synth.stages.generate import preflight_generate, run_generate
 
-    pipeline.preflight_generate(spec, out)
+    preflight_generate(spec, out)
     with engine.ray_session(address):
-        made = pipeline.run_generate(spec, out)
+        made = run_generate(spec, out)
     save_summary(out, "generate", made)
     _say_generated(made, out)
 
@@ -228,10 +238,11 @@ def evaluate(
         if dry_run:
             typer.echo(spec.to_yaml().rstrip())
             raise typer.Exit(0)
-    from synth import engine, pipeline
+    from synth import engine
+    from synth.stages.evaluate import run_evaluate
 
     with engine.ray_on_demand(address) as ray_ready:  # Ray starts if the Inception pass needs it
-        figures = pipeline.run_evaluate(spec, out, generated, ray_ready=ray_ready)
+        figures = run_evaluate(spec, out, generated, ray_ready=ray_ready)
     _say_evaluated(figures, out)
 
 
@@ -265,8 +276,8 @@ def interpolate(
       synth interpolate jobs/mnist-cvae.yaml --out runs/mnist-cvae --seeds 7,8 --classes 3,8
     """
     spec = load(job, set_, False)
-    from synth import pipeline
     from synth.errors import SynthError
+    from synth.stages.interpolate import run_interpolate
 
     try:
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]
@@ -275,7 +286,7 @@ def interpolate(
     if any(not 0 <= s < 2**63 for s in seed_list):
         raise SynthError(f"--seeds {seeds!r}: seeds must be in [0, 2**63)")
     class_list = [c.strip() for c in classes.split(",")] if classes else None
-    path = pipeline.run_interpolate(spec, out, seed_list, steps, class_list)
+    path = run_interpolate(spec, out, seed_list, steps, class_list)
     typer.echo(f"interpolation: {path}")
 
 
@@ -330,7 +341,7 @@ def verify(
 def _dataset_location(text: str):
     """A dataset's Store: the folder or URL itself, or the output.url of the job whose --out this is."""
     from synth.errors import SynthError
-    from synth.pipeline import JOB_FILE
+    from synth.layout import JOB_FILE, WIDS_INDEX
     from synth.storage import Store, is_url
 
     if not is_url(text):
@@ -338,7 +349,7 @@ def _dataset_location(text: str):
         if not path.is_dir():
             raise SynthError(f"{text}: no such folder")
         job_file = path / JOB_FILE
-        if not (path / "shardindex.json").is_file() and job_file.is_file():
+        if not (path / WIDS_INDEX).is_file() and job_file.is_file():
             url = json.loads(job_file.read_text()).get("job", {}).get("output", {}).get("url")
             if url:
                 return Store(url)
@@ -392,11 +403,12 @@ def submit(
 
       synth status raysubmit_XYZ;  synth logs raysubmit_XYZ --follow;  synth stop raysubmit_XYZ
     """
-    from synth import engine, pipeline
+    from synth import engine
+    from synth.stages.submit import submission
 
     spec = load(job, set_, False)
     url = engine.jobs_address(address)
-    entrypoint, runtime_env, metadata = pipeline.submission(spec, job, out.resolve(), url, python)
+    entrypoint, runtime_env, metadata = submission(spec, job, out.resolve(), url, python)
     job_id = engine.submit_job(url, entrypoint, runtime_env, metadata)
     typer.echo(f"submitted: {job_id} to {url}")
     if not wait:
@@ -594,33 +606,34 @@ def cluster_down(dir_: DirOpt = None) -> None:
     typer.echo(f"cluster down: {stopped} node(s) stopped" + (f" ({killed} killed after 10 s)" if killed else ""))
 
 
-def _say_trained(t: dict) -> None:
-    if t.get("skipped"):
-        typer.echo(f"trained: already at step {t['step']}; nothing to do")
+def _say_trained(t: TrainResult) -> None:
+    if t.skipped:
+        typer.echo(f"trained: already at step {t.step}; nothing to do")
+    elif t.fixed:
+        typer.echo("trained: nothing to train (the model is fixed); its nets are exported for generation")
     else:
-        nodes = len({n for n in t.get("nodes") or [] if n})
+        nodes = len({n for n in t.nodes or [] if n})
         where = f" on {nodes} node(s)" if nodes > 1 else ""
-        typer.echo(
-            f"trained: {t.get('step')} steps on {t.get('world_size')} worker(s){where} in {t.get('seconds', 0):.0f} s"
-        )
+        typer.echo(f"trained: {t.step} steps on {t.world_size} worker(s){where} in {t.seconds or 0:.0f} s")
 
 
-def _say_generated(g: dict, out: Path) -> None:
+def _say_generated(g: GenerateResult, out: Path) -> None:
     typer.echo(
-        f"generated: {g['count']:,} images in {g['shards']} shards under {g['location'].rstrip('/')}/shards "
-        f"({g['generated']:,} new, {g['images_per_s']:,.0f} images/s; {g['skipped_shards']} shards already done"
-        + (f"; on {g['nodes']} nodes" if g.get("nodes", 0) > 1 else "")
+        f"generated: {g.count:,} images in {g.shards} shards under {g.location.rstrip('/')}/shards "
+        f"({g.generated:,} new, {g.images_per_s:,.0f} images/s; {g.skipped_shards} shards already done"
+        + (f"; on {g.nodes} nodes" if g.nodes > 1 else "")
         + ")"
     )
-    if g.get("features_for_report"):
+    if g.features_for_report:
         typer.echo(
-            f"features: InceptionV3 features of {g['features_for_report']:,} samples for the report, computed "
+            f"features: InceptionV3 features of {g.features_for_report:,} samples for the report, computed "
             "by the workers (included in the time above)"
         )
-    typer.echo(f"manifest: {g['manifest']} (+ shardindex.json for wids, _info.json for timm)")
+    typer.echo(f"manifest: {g.manifest} (+ shardindex.json for wids, _info.json for timm)")
 
 
-def _say_evaluated(f: dict, out: Path) -> None:
+def _say_evaluated(result: EvaluateResult, out: Path) -> None:
+    f = result.figures
     parts = [f"domain FID {f['fid_domain']:.2f}"]
     if f.get("label_fidelity") is not None:
         parts.insert(0, f"label fidelity {100 * f['label_fidelity']:.2f}%")
@@ -633,7 +646,7 @@ def _say_evaluated(f: dict, out: Path) -> None:
             f"Inception FID {f['fid_inception']:.2f} ({f['fid_inception_num_generated']} vs {f['fid_inception_num_real']})"
         )
     typer.echo("evaluated: " + ", ".join(parts))
-    typer.echo(f"report: {out / 'report.html'}")
+    typer.echo(f"report: {result.report}")
 
 
 def main() -> None:

@@ -15,11 +15,9 @@ import json
 import subprocess
 from pathlib import Path
 
+from synth.layout import CARD_JSON, CARD_MD
 from synth.spec import Job, digest
 from synth.storage import Store
-
-CARD_JSON = "datacard.json"
-CARD_MD = "DATASET_CARD.md"
 
 # The real sources: where they come from and under what terms (see shared DATA.md).
 SOURCES = {

@@ -14,10 +14,9 @@ import math
 import random
 import warnings
 from collections.abc import Callable, Iterator
+from functools import cache
 from pathlib import Path
 from typing import Any
-
-from torch.utils.data import IterableDataset
 
 from synth.manifest import IMAGE_EXTS, read_info
 from synth.storage import Store
@@ -98,11 +97,14 @@ def open_dataset(
     names = list(info.get("class_names") or [])
     reals = _real_stream(real, store, files, names, seed, epoch, transform)
     length = math.ceil(num_samples / (1 - real_fraction)) if real_fraction else num_samples
-    return MixedDataset(synthetic, reals, real_fraction, length)
+    return _mixed_dataset_class()(synthetic, reals, real_fraction, length)
 
 
-class MixedDataset(IterableDataset):
-    """Synthetic samples with real ones interleaved at ``fraction`` (see ``open_dataset``'s ``real``)."""
+class Mixing:
+    """Synthetic samples with real ones interleaved at ``fraction`` (see ``open_dataset``'s ``real``).
+
+    Plain Python, so this module imports without torch; what ``open_dataset`` returns is
+    ``MixedDataset``, this class with torch's ``IterableDataset`` as a base, made on first use."""
 
     def __init__(self, synthetic, reals: Callable[[], Iterator], fraction: float, length: int):
         self.synthetic, self.reals, self.fraction, self.length = synthetic, reals, fraction, length
@@ -122,6 +124,22 @@ class MixedDataset(IterableDataset):
             if item is None:
                 return
             yield item
+
+
+@cache
+def _mixed_dataset_class() -> type:
+    """``MixedDataset``: Mixing as a torch IterableDataset (the DataLoader treats it as a stream)."""
+    from torch.utils.data import IterableDataset
+
+    cls = type("MixedDataset", (Mixing, IterableDataset), {"__doc__": Mixing.__doc__, "__module__": __name__})
+    cls.__qualname__ = "MixedDataset"
+    return cls
+
+
+def __getattr__(name: str):
+    if name == "MixedDataset":  # synth.dataset.MixedDataset (also how pickle finds the class) imports torch now
+        return _mixed_dataset_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _real_stream(real, store: Store, files: list[str], names: list[str], seed: int, epoch: int, transform):

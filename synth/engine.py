@@ -18,6 +18,7 @@ from typing import Any
 
 from synth import errors
 from synth.errors import SynthError
+from synth.layout import NODES_DIR, RAY_TRAIN_DIR, checkpoints
 from synth.placement import Placement, place
 from synth.spec import Job
 
@@ -245,9 +246,6 @@ def _leave_process_group() -> None:
         os.environ.pop(name, None)
 
 
-NODES_DIR = ".synth/nodes"  # which Ray node ran what (provenance; not part of the reproducible output)
-
-
 def _note_node(out_dir: Path, what: str) -> None:
     import ray
 
@@ -288,7 +286,7 @@ def train_on_ray(job: Job, out_dir: Path, log_lines: bool = True, placed: Placem
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=placed.gpu, resources_per_worker=resources),
         run_config=RunConfig(
             name="train",
-            storage_path=str((out_dir / ".synth" / "ray_train").resolve()),
+            storage_path=str((out_dir / RAY_TRAIN_DIR).resolve()),
             failure_config=FailureConfig(max_failures=0),
         ),
     )
@@ -305,7 +303,7 @@ def train_on_ray(job: Job, out_dir: Path, log_lines: bool = True, placed: Placem
         raise result.error
     from synth.train.checkpoint import read_state
 
-    state = read_state(out_dir / "checkpoints") or {}
+    state = read_state(checkpoints(out_dir)) or {}
     keys = ("step", "world_size", "replica_max_diff", "weights")
     found = {k: state[k] for k in keys if k in state}
     found["nodes"] = train_nodes(out_dir, workers)

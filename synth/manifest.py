@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import json
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -21,14 +22,13 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from synth.errors import SynthError
-from synth.generate.plan import Plan
-from synth.generate.worker import part_rel, read_part_meta, shard_rel
+from synth.layout import INFO_FILE, MANIFEST_FILE, WIDS_INDEX, part_rel, shard_rel
+from synth.parts import read_part_meta
 from synth.shards import IMAGE_EXTS, read_shard
 from synth.storage import Store
 
-MANIFEST_FILE = "manifest.parquet"
-WIDS_INDEX = "shardindex.json"
-INFO_FILE = "_info.json"
+if TYPE_CHECKING:
+    from synth.generate.plan import Plan
 
 
 def write_manifest(store: Store, plan: Plan, class_names: list[str], name: str = "synth") -> dict:

@@ -12,18 +12,20 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from synth.fsutil import atomic_write_bytes
+from synth import layout
+from synth.fsutil import atomic_write_bytes, atomic_write_json
+from synth.layout import SUMMARIES
 from synth.spec import Job
-from synth.train.checkpoint import atomic_write_json
-
-SUMMARIES = {"train": ".synth/train_summary.json", "generate": ".synth/generate_summary.json"}
+from synth.stages.results import GenerateResult, TrainResult
 
 
-def save_summary(out: Path, stage: str, summary: dict) -> None:
-    atomic_write_json(out / SUMMARIES[stage], summary)
+def save_summary(out: Path, stage: str, result: TrainResult | GenerateResult) -> None:
+    """A stage's result under --out (layout.SUMMARIES), for the report and later commands."""
+    atomic_write_json(out / SUMMARIES[stage], result.to_json())
 
 
 def load_summaries(out: Path) -> dict:
+    """The stored summaries by stage ("train", "generate"), as their JSON dicts."""
     found = {}
     for stage, rel in SUMMARIES.items():
         path = out / rel
@@ -36,20 +38,20 @@ def write_report(out: Path, job: Job, figures: dict) -> None:
     """Write report.json, report.html and report_grid.png under ``out``."""
     figures = dict(figures)
     grid_png = grid_to_png(figures.pop("grid_images"))
-    atomic_write_bytes(out / "report_grid.png", grid_png)
-    recon_b64 = _grid_file(out, figures.pop("reconstruction_grid", None), "report_reconstructions.png")
+    atomic_write_bytes(out / layout.REPORT_GRID, grid_png)
+    recon_b64 = _grid_file(out, figures.pop("reconstruction_grid", None), layout.REPORT_RECONSTRUCTIONS)
     nn_b64 = [
         base64.b64encode(grid_to_png(nn_strip(strip), width=240)).decode()
         for strip in figures.pop("memorisation_images", [])
     ]
-    rejected_b64 = _grid_file(out, figures.pop("filter_rejected_grid", None), "report_rejected.png")
+    rejected_b64 = _grid_file(out, figures.pop("filter_rejected_grid", None), layout.REPORT_REJECTED)
     stages = load_summaries(out)
     doc = {"job": job.model_dump(mode="json"), "figures": figures, **stages}
-    atomic_write_json(out / "report.json", doc)
+    atomic_write_json(out / layout.REPORT_JSON, doc)
     page = render_html(
         job, figures, stages, base64.b64encode(grid_png).decode(), read_log(out), recon_b64, nn_b64, rejected_b64
     )
-    atomic_write_bytes(out / "report.html", page.encode())
+    atomic_write_bytes(out / layout.REPORT_HTML, page.encode())
 
 
 def _grid_file(out: Path, grid: np.ndarray | None, name: str) -> str | None:
@@ -79,7 +81,7 @@ def grid_to_png(grid: np.ndarray, width: int = 560) -> bytes:
 
 
 def read_log(out: Path) -> list[dict]:
-    path = out / "train_log.csv"
+    path = out / layout.TRAIN_LOG
     if not path.is_file():
         return []
     with open(path) as fh:
@@ -304,6 +306,20 @@ def _fmt(v) -> str:
     return html.escape(str(v))
 
 
+def stages_section(trained: TrainResult | None, made: GenerateResult | None) -> str:
+    """The report's list items on the training and generation runs (none for a stage not run here)."""
+    rows = ""
+    if trained is not None:
+        workers = "?" if trained.world_size is None else trained.world_size
+        rows += f"<li>Training: {trained.step} steps, {workers} worker(s), {_fmt(trained.seconds)} s</li>"
+    if made is not None:
+        rows += (
+            f"<li>Generation: {made.count:,} images in {made.shards} shards; last run made "
+            f"{made.generated:,} in {_fmt(made.seconds)} s ({_fmt(made.images_per_s)} images/s)</li>"
+        )
+    return rows
+
+
 def render_html(
     job: Job,
     f: dict,
@@ -467,16 +483,10 @@ def render_html(
             "sees in its images. Real data has every class: a class that nobody sees, or one that "
             "takes everything, means collapse."
         )
-    stage_rows = ""
-    if "train" in stages:
-        t = stages["train"]
-        stage_rows += f"<li>Training: {t.get('step')} steps, {t.get('world_size', '?')} worker(s), {_fmt(t.get('seconds'))} s</li>"
-    if "generate" in stages:
-        g = stages["generate"]
-        stage_rows += (
-            f"<li>Generation: {g.get('count'):,} images in {g.get('shards')} shards; last run made "
-            f"{g.get('generated'):,} in {_fmt(g.get('seconds'))} s ({_fmt(g.get('images_per_s'))} images/s)</li>"
-        )
+    stage_rows = stages_section(
+        TrainResult.from_json(stages["train"]) if "train" in stages else None,
+        GenerateResult.from_json(stages["generate"]) if "generate" in stages else None,
+    )
     if f.get("generated_source"):
         subject = f"Images from <b>{html.escape(f['generated_source'])}</b> judged against"
     else:

@@ -26,14 +26,8 @@ import torch
 
 from synth.errors import SynthError
 
-FILTER_DIR = ".synth/filter"
 JUDGE_ROWS = 64  # every classifier forward has this many rows (padded): its decisions never depend on the batch
 REJECTS_PER_CLASS = 8  # rejected candidates kept per class and shard, for the report's grid
-
-
-def filter_rel(shard_name: str) -> str:
-    """Where a shard's filter log goes (rejected candidates: scores, classes, a few images)."""
-    return f"{FILTER_DIR}/{shard_name.removesuffix('.tar')}.npz"
 
 
 def candidate_seeds(job_seed: int, sources: np.ndarray, source_seeds: np.ndarray, j: np.ndarray) -> np.ndarray:

@@ -29,16 +29,16 @@ from PIL import Image
 
 from synth.augment import AugmentSpec, augment, sample_rng
 from synth.errors import SynthError
-from synth.generate.filter import FilterLog, Picks, filter_rel, filtered_batches, judge_probs, load_judge
+from synth.generate.filter import FilterLog, Picks, filtered_batches, judge_probs, load_judge
 from synth.generate.plan import Plan, ShardTask, sample_key
-from synth.metrics.features import FeatureTarget, features_rel, shard_features
+from synth.layout import PARTS_DIR, SHARDS_DIR, features_rel, filter_rel, part_rel, shard_rel
+from synth.metrics.features import FeatureTarget, shard_features
 from synth.models.common import to_uint8
 from synth.models.family import Family, SampleRequest, Sampling, per_sample
+from synth.parts import read_part_meta
 from synth.shards import write_shard
 from synth.storage import Store
 
-PARTS_DIR = ".synth/parts"
-SHARDS_DIR = "shards"
 FILTERS = {
     "nearest": Image.Resampling.NEAREST,
     "bilinear": Image.Resampling.BILINEAR,
@@ -330,24 +330,6 @@ def prefetch(batches: Iterator[np.ndarray], depth: int) -> Iterator[np.ndarray]:
         job.result()
 
 
-def part_rel(shard_name: str) -> str:
-    return f"{PARTS_DIR}/{shard_name.removesuffix('.tar')}.parquet"
-
-
-def shard_rel(shard_name: str) -> str:
-    return f"{SHARDS_DIR}/{shard_name}"
-
-
-def read_part_meta(store: Store, shard_name: str) -> dict[str, str] | None:
-    """The part's metadata (plan_digest, tar_bytes, md5, ...) or None if it is missing or unreadable."""
-    try:
-        with store.open(part_rel(shard_name)) as fh:
-            meta = pq.read_schema(fh).metadata or {}
-    except (OSError, pa.ArrowInvalid):
-        return None
-    return {k.decode(): v.decode() for k, v in meta.items()}
-
-
 def shard_is_done(work: ShardWork) -> bool:
     """True if the shard's tar and part exist and the part matches this plan and this tar's size."""
     meta = read_part_meta(work.store, work.shard.name)
@@ -425,6 +407,31 @@ def _tap(stream, take: int, taken: list, shard: str):
         yield key, fields
 
 
+@dataclass(frozen=True)
+class ShardInputs:
+    """The inputs a shard's samples are made from: inputs [first, first + len) of the plan's InputSet."""
+
+    first: int
+    keys: list[str]
+    classes: np.ndarray
+    images: np.ndarray
+
+
+_SHARD_INPUTS: dict[tuple, ShardInputs] = {}
+
+
+def shard_inputs(plan: Plan, samples) -> ShardInputs:
+    """Read the inputs of ``samples`` (a shard's), once per shard and process: only these inputs."""
+    made_from = plan.input_of(samples.source)
+    first, last = int(made_from.min()), int(made_from.max()) + 1
+    key = (plan.inputs.identity, first, last)
+    if key not in _SHARD_INPUTS:
+        read = plan.inputs.read(first, last)
+        _SHARD_INPUTS.clear()
+        _SHARD_INPUTS[key] = ShardInputs(first, read.keys, read.classes, read.images)
+    return _SHARD_INPUTS[key]
+
+
 def source_images(
     work: ShardWork, G, samples=None, judge: bytes | None = None, log: FilterLog | None = None
 ) -> Iterator[tuple[np.ndarray, Picks | None]]:
@@ -437,6 +444,11 @@ def source_images(
     samples = samples if samples is not None else work.plan.samples(work.shard.start, work.shard.stop)
     first_of_source = np.flatnonzero(np.r_[True, np.diff(samples.source) != 0])
     seeds, labels = samples.seed[first_of_source], samples.label[first_of_source]
+    if work.plan.inputs is not None:  # each source's input image, NCHW as the family takes it
+        read = shard_inputs(work.plan, samples)
+        inputs = read.images[work.plan.input_of(samples.source[first_of_source]) - read.first].transpose(0, 3, 1, 2)
+        batches = iter_images(G, seeds, labels, work.batch_size, work.sampling, np.ascontiguousarray(inputs))
+        return ((images, None) for images in batches)
     if work.filter is None:
         return ((images, None) for images in iter_images(G, seeds, labels, work.batch_size, work.sampling))
     if judge is None or log is None:
@@ -496,6 +508,7 @@ def encoded_samples(
         base["sampling"] = sampling
     ranged = [name for name, value in sampling.items() if isinstance(value, tuple)]  # drawn per sample
     resolution = work.generator.model_config["resolution"]
+    inputs = shard_inputs(plan, samples) if plan.inputs is not None else None
     j = 0  # position in samples
     for b, (images, picks) in enumerate(batches):
         for image_in_batch, image in enumerate(images):
@@ -514,6 +527,9 @@ def encoded_samples(
                 }
                 if work.labelled:
                     meta.update({"class": label, "class_name": work.class_names[label]})
+                if inputs is not None:
+                    at = int(work.plan.input_of(source)) - inputs.first
+                    meta["input_key"], meta["input_class"] = inputs.keys[at], int(inputs.classes[at])
                 if enc.resolution is not None:
                     meta["resize"] = {"from": int(resolution), "filter": enc.resize_filter}
                 if picks is not None:
@@ -552,6 +568,11 @@ def write_part(work: ShardWork, samples, tar_bytes: int, md5: str, picks: Picks 
         "class": pa.array(samples.label, pa.int32()) if work.labelled else pa.nulls(n, pa.int32()),
         "seed": pa.array(samples.seed, pa.uint64()),
     }
+    if work.plan.inputs is not None:  # what each sample was made from (a job without inputs keeps its manifest)
+        inputs = shard_inputs(work.plan, samples)
+        at = work.plan.input_of(samples.source) - inputs.first
+        columns["input_key"] = pa.array([inputs.keys[k] for k in at], pa.string())
+        columns["input_class"] = pa.array(inputs.classes[at], pa.int32())
     if picks is not None:
         at = samples.source - samples.source[0]  # each sample's source, within the shard
         columns.update(

@@ -35,7 +35,7 @@ from synth.data import ImageDataset, load_dataset
 from synth.dataset import UNLABELLED
 from synth.errors import SynthError
 from synth.generate.plan import head_counts
-from synth.generate.worker import shard_rel
+from synth.layout import checkpoints, dataset_store, shard_rel
 from synth.manifest import WIDS_INDEX, read_manifest, read_shard_index
 from synth.metrics.cas import NETWORKS, cas_images_seen, classification_accuracy_score
 from synth.metrics.classifier import TrainedClassifier, cached_train_classifier, classifier_outputs
@@ -160,8 +160,6 @@ def evaluate(job: Job, out: Path, generated: Path | None = None, feature_pass=lo
     t0 = time.perf_counter()
     ecfg = job.evaluate
     data = load_dataset(job.data, job.seed)
-    from synth.pipeline import dataset_store
-
     if generated is None:
         gen = read_generated(dataset_store(job, out), ecfg.num_samples).at_size(data)
     else:
@@ -312,7 +310,6 @@ def cas_figures(job: Job, out: Path, data: ImageDataset, generated: Path | None 
     """Classification Accuracy Score, or why there is none: the job's generated images are read back
     through synth.open_dataset, as a user's training job would read them (``generated``: read directly)."""
     from synth.data import load_test_dataset
-    from synth.pipeline import dataset_store
 
     test = load_test_dataset(job.data)
     if test is None:
@@ -436,7 +433,7 @@ def reconstruction_figures(job: Job, out: Path, data: ImageDataset, n: int, per_
 
     if not job.model.capabilities().encoder:
         return {}
-    ref_meta, weights = ckpt.load_generator_files(out / "checkpoints")
+    ref_meta, weights = ckpt.load_generator_files(checkpoints(out))
     ref = GeneratorRef(job.model.name, ref_meta["model_config"], ref_meta["digest"])
     model = load_generator(ref, weights)
     order = np.sort(np.random.default_rng(job.seed + 2).permutation(len(data))[: min(n, len(data))])

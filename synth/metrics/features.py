@@ -27,9 +27,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from synth import cache
+from synth.layout import features_rel
 from synth.metrics.fid import InceptionFeatures, clean_resize, inception_weights_path
 
-FEATURES_DIR = ".synth/features"
 CHUNK = 200  # images per Ray task: big enough that the task's overhead is small against its ~20 s
 
 FeaturePass = Callable[[np.ndarray, Callable[[int], None] | None], np.ndarray]
@@ -114,10 +114,6 @@ def shard_features(
     features = net(batch).astype(np.float32)
     key = feature_key(net, target.size, target.channels)
     return encode_stored(np.asarray(indices, np.int64), features, key, shard_md5)
-
-
-def features_rel(shard_name: str) -> str:
-    return f"{FEATURES_DIR}/{shard_name.removesuffix('.tar')}.npz"
 
 
 def encode_stored(indices: np.ndarray, features: np.ndarray, key: str, shard_md5: str) -> bytes:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pyarrow.parquet as pq
 
-from synth.generate.filter import filter_rel, read_filter_log
-from synth.manifest import MANIFEST_FILE
+from synth.generate.filter import read_filter_log
+from synth.layout import MANIFEST_FILE, filter_rel
 from synth.storage import Store
 
 BINS = np.linspace(0.0, 1.0, 11)  # score histograms: tenths of the asked class's probability

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from synth.errors import SynthError
+from synth.layout import MANIFEST_FILE
 from synth.storage import Store
 
 
@@ -28,7 +29,7 @@ def find_generated(path: Path) -> Found:
     path = Path(path)
     if not path.exists():
         raise SynthError(f"--generated {path}: no such file or folder")
-    if (path / "manifest.parquet").is_file():
+    if (path / MANIFEST_FILE).is_file():
         return Found(path, dataset=Store(path), tars=sorted((path / "shards").glob("*.tar")))
     if path.suffix == ".tar":
         return Found(path, tars=[path])

@@ -1,6 +1,6 @@
 """Checkpoints: weights and optimiser tensors in safetensors, a small JSON state.
 
-Layout under ``checkpoints/``:
+Layout under ``checkpoints/`` (synth.layout names the files):
   state.json                   step, model config, versions, file name of the weights
   train-{step:07d}.safetensors everything needed to resume (models, EMA, optimisers)
   generator.safetensors        the EMA generator ready for sampling (written at the end)
@@ -21,15 +21,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from synth.errors import SynthError
-from synth.fsutil import atomic_write_bytes, file_digest
-
-STATE_FILE = "state.json"
-GENERATOR_FILE = "generator.safetensors"
-GENERATOR_META = "generator.json"
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+from synth.fsutil import atomic_write_json, file_digest
+from synth.layout import GENERATOR_FILE, GENERATOR_META, STATE_FILE
 
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:

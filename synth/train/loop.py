@@ -19,6 +19,7 @@ import torch
 
 from synth.data import load_dataset
 from synth.errors import SynthError
+from synth.layout import TRAIN_LOG, checkpoints
 from synth.models import family_for
 from synth.models.common import EMA, from_uint8
 from synth.models.family import ImageShape, StepData
@@ -102,7 +103,7 @@ def train(job: Job, out_dir: str | Path, log_lines: bool = True, use_gpu: bool |
     ``use_gpu``: None, a GPU when this process sees one (engine.py decides it for a Ray Train worker).
     """
     out_dir = Path(out_dir)
-    folder = out_dir / "checkpoints"
+    folder = checkpoints(out_dir)
     tcfg = job.train
     accelerator = make_accelerator(use_gpu, tcfg.mixed_precision)
     rank, world = accelerator.process_index, accelerator.num_processes
@@ -133,9 +134,7 @@ def train(job: Job, out_dir: str | Path, log_lines: bool = True, use_gpu: bool |
     ema.shadow.to(accelerator.device)
     device = accelerator.device
     labels_all = torch.from_numpy(data.labels)
-    curves = TrainLog(
-        out_dir / "train_log.csv", family.log_fields, accelerator.is_main_process, start, tcfg.steps, log_lines
-    )
+    curves = TrainLog(out_dir / TRAIN_LOG, family.log_fields, accelerator.is_main_process, start, tcfg.steps, log_lines)
     if accelerator.is_main_process and log_lines:
         precision = f" ({tcfg.mixed_precision})" if tcfg.mixed_precision != "no" else ""
         log.info(
@@ -204,7 +203,7 @@ def export_fixed(job: Job, out_dir: str | Path) -> TrainResult:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(job.seed)
         net = family.build_export(mcfg)
-    digest = export_model(family, net, mcfg, job, 0, out_dir / "checkpoints", data.class_names)
+    digest = export_model(family, net, mcfg, job, 0, checkpoints(out_dir), data.class_names)
     return TrainResult(0, 1, 0.0, digest)
 
 

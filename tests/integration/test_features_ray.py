@@ -11,7 +11,7 @@ CHECK = """
 import numpy as np, ray
 from synth.data import load_dataset
 from synth.metrics.features import extractor
-from synth.pipeline import ray_feature_pass
+from synth.stages.evaluate import ray_feature_pass
 from synth.spec import DataSpec
 
 images = load_dataset(DataSpec(source="digits", resolution=16), 0).images[:14]

@@ -127,8 +127,8 @@ def test_generate_refuses_before_ray_starts(cli, tmp_path, override, fragments):
     """`synth generate` checks classes, copies and the output URL before it starts Ray (one line, no Ray output)."""
     import json
 
-    from synth.pipeline import claim_out_dir
     from synth.spec import load_job
+    from synth.stages.outdir import claim_out_dir
 
     out = tmp_path / "out"
     sets = ["augment.copies=3", "generate.count=30"]

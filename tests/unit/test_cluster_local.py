@@ -12,8 +12,8 @@ import pytest
 
 from synth import cluster
 from synth.errors import SynthError
-from synth.pipeline import submission
 from synth.spec import load_job
+from synth.stages.submit import submission
 
 from ..conftest import QUICKSTART, run_cli
 
@@ -80,7 +80,7 @@ def test_submitted_entrypoint_carries_the_job_through_the_shell_unchanged(tmp_pa
 
 
 def test_shard_nodes_are_written_into_an_out_folder_never_trained_on_ray(tmp_path):
-    from synth.pipeline import read_shard_nodes, write_shard_nodes
+    from synth.stages.nodes import read_shard_nodes, write_shard_nodes
 
     out = tmp_path / "copied-generator"  # e.g. checkpoints copied from another run: no .synth/nodes yet
     out.mkdir()

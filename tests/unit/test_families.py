@@ -198,7 +198,8 @@ def test_unconditional_gan_samples_vary_with_the_latent(tmp_path):
 def test_interpolate_grid_has_a_row_per_class_of_conditional_models(tmp_path, member, rows):
     from PIL import Image
 
-    from synth.pipeline import claim_out_dir, run_interpolate
+    from synth.stages.interpolate import run_interpolate
+    from synth.stages.outdir import claim_out_dir
 
     spec = job(member, 2)
     train(spec, tmp_path, log_lines=False)

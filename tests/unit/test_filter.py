@@ -16,13 +16,13 @@ from synth.generate.filter import (
     candidate_seeds,
     check_judge,
     choose,
-    filter_rel,
     judge_probs,
     load_judge,
     read_filter_log,
 )
 from synth.generate.plan import Plan, resolve_class_counts
 from synth.generate.worker import ShardWork, load_generator, sample_images, write_one_shard
+from synth.layout import filter_rel
 from synth.manifest import write_manifest
 from synth.spec import FilterSpec
 from synth.storage import Store
@@ -194,8 +194,8 @@ def test_the_fast_and_domain_classifiers_are_trained_cached_and_shipped(tmp_path
     import torch
 
     from synth.metrics.classifier import FastCNN, SmallCNN
-    from synth.pipeline import judge_file
     from synth.spec import job_from_dict
+    from synth.stages.generate import judge_file
 
     def macs(model) -> int:
         total = 0

@@ -170,7 +170,7 @@ def _real_stream(real, store: Store, files: list[str], names: list[str], seed: i
             {"source": real, "resolution": size, "channels": channels} if isinstance(real, str) else real
         )
     )
-    from synth.data import load_dataset
+    from synth.real import load_dataset
 
     data = load_dataset(spec, seed)
     if list(data.class_names) != names:

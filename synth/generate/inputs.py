@@ -115,7 +115,7 @@ def _digest(obj: Any) -> str:
 
 
 def _load_source(raw: dict[str, Any], resolution: int, channels: int):
-    from synth.data import load_dataset, load_test_dataset
+    from synth.real import load_dataset, load_test_dataset
     from synth.spec import DataSpec
 
     spec = DataSpec(source=raw["source"], path=raw.get("path"), resolution=resolution, channels=channels)
@@ -182,8 +182,8 @@ def _dataset_rows(url: str, positions: tuple[int, ...]) -> tuple[list[tuple[str,
 
 
 def _read_dataset(inputs: InputSet, positions: np.ndarray) -> Inputs:
-    from synth.data import resize_images
     from synth.layout import shard_rel
+    from synth.real import resize_images
     from synth.shards import read_shard, sample_image
 
     url = inputs.spec["dataset"]

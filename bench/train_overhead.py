@@ -50,10 +50,10 @@ def log_rate(path: Path, batch: int) -> float:
 
 
 def plain(job, steps: int, skip: int) -> float:
+    from synth.data import load_dataset
     from synth.models import family_for
     from synth.models.common import EMA, from_uint8
     from synth.models.family import ImageShape, StepData
-    from synth.real import load_dataset
     from synth.train.loop import step_generator, step_indices
 
     data = load_dataset(job.data, job.seed)

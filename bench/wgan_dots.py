@@ -26,11 +26,11 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
+from synth.data import load_dataset
 from synth.metrics.classifier import predict
 from synth.metrics.evaluate import class_grid, domain_classifier
 from synth.models import family_for
 from synth.models.common import latents_for_seeds, to_uint8
-from synth.real import load_dataset
 from synth.report import grid_to_png
 from synth.spec import load_job
 from synth.train.loop import train

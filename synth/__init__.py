@@ -6,7 +6,7 @@ __all__ = ["open_dataset"]
 
 def __getattr__(name: str):
     if name == "open_dataset":  # lazy: `import synth` stays light
-        from synth.dataset import open_dataset
+        from synth.reader import open_dataset
 
         return open_dataset
     raise AttributeError(f"module 'synth' has no attribute {name!r}")

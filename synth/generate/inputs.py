@@ -88,11 +88,21 @@ def open_inputs(spec, resolution: int, channels: int) -> InputSet:
     """The ``generate.inputs`` of a job (SynthError naming the field where they cannot be read)."""
     raw = spec.model_dump(mode="json")
     if spec.dataset:
-        store, manifest = _manifest(spec.dataset)
+        from pathlib import Path
+
+        from synth.storage import is_url
+
+        if not is_url(spec.dataset):  # the workers (other processes, other nodes) read the same folder
+            raw["dataset"] = str(Path(spec.dataset).resolve())
+        store, manifest = _manifest(raw["dataset"])
         total = manifest.metadata.num_rows
         names = tuple(json.loads((manifest.schema_arrow.metadata or {}).get(b"class_names", b"[]")))
         identity = _digest({"dataset": _manifest_digest(store), "indices": spec.indices, "limit": spec.limit})
     else:
+        if spec.path:  # as for a dataset: the same folder from every worker
+            from pathlib import Path
+
+            raw["path"] = str(Path(spec.path).resolve())
         data = _load_source(raw, resolution, channels)
         total, names = len(data.labels), tuple(data.class_names)
         identity = _digest({**{k: raw[k] for k in ("source", "path", "split", "indices", "limit")}, "size": total})
@@ -115,7 +125,7 @@ def _digest(obj: Any) -> str:
 
 
 def _load_source(raw: dict[str, Any], resolution: int, channels: int):
-    from synth.real import load_dataset, load_test_dataset
+    from synth.data import load_dataset, load_test_dataset
     from synth.spec import DataSpec
 
     spec = DataSpec(source=raw["source"], path=raw.get("path"), resolution=resolution, channels=channels)
@@ -182,8 +192,8 @@ def _dataset_rows(url: str, positions: tuple[int, ...]) -> tuple[list[tuple[str,
 
 
 def _read_dataset(inputs: InputSet, positions: np.ndarray) -> Inputs:
+    from synth.data import resize_images
     from synth.layout import shard_rel
-    from synth.real import resize_images
     from synth.shards import read_shard, sample_image
 
     url = inputs.spec["dataset"]

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from synth import cache
-from synth.dataset import UNLABELLED
+from synth.data import ImageDataset, load_dataset
 from synth.errors import SynthError
 from synth.generate.plan import head_counts
 from synth.layout import checkpoints, dataset_store, shard_rel
@@ -46,7 +46,7 @@ from synth.metrics.kernel import inception_score, kernel_inception_distance
 from synth.metrics.manifold import features_to_prdc
 from synth.metrics.memorisation import memorisation
 from synth.progress import Progress, note
-from synth.real import ImageDataset, load_dataset
+from synth.reader import UNLABELLED
 from synth.shards import read_shard, sample_image
 from synth.spec import Job
 from synth.storage import Store
@@ -114,8 +114,8 @@ def read_images_at(path: Path, limit: int, data: ImageDataset) -> Generated:
     Classes come from the shards' ``cls`` fields, or from sub-folder names that match the real
     data's class names; otherwise the images are unlabelled.
     """
-    from synth.real import _resize_one
-    from synth.real.sources import read_image
+    from synth.data import _resize_one
+    from synth.data.sources import read_image
 
     found = find_generated(path)
     if found.dataset is not None:
@@ -249,7 +249,7 @@ def at_data_size(images: np.ndarray, data: ImageDataset) -> np.ndarray:
     """Generated images at the real data's size and channels (generate.resolution may differ): judged there."""
     if images.shape[1:] == data.images.shape[1:]:
         return images
-    from synth.real import resize_images
+    from synth.data import resize_images
 
     return resize_images(images, data.images.shape[1], data.images.shape[3])
 
@@ -309,7 +309,7 @@ def memorisation_figures(
 def cas_figures(job: Job, out: Path, data: ImageDataset, generated: Path | None = None) -> dict:
     """Classification Accuracy Score, or why there is none: the job's generated images are read back
     through synth.open_dataset, as a user's training job would read them (``generated``: read directly)."""
-    from synth.real import load_test_dataset
+    from synth.data import load_test_dataset
 
     test = load_test_dataset(job.data)
     if test is None:
@@ -385,7 +385,7 @@ def cas_table_figures(job: Job, fake, real, test, num_classes: int) -> dict:
 
 def load_through_loader(url: str, limit: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Up to ``limit`` samples of a synth dataset, decoded by synth.open_dataset: (uint8 NHWC, int64 labels)."""
-    from synth.dataset import open_dataset
+    from synth.reader import open_dataset
 
     def to_array(pil) -> np.ndarray:
         arr = np.asarray(pil)

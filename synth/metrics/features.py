@@ -40,7 +40,7 @@ def feature_key(extractor: InceptionFeatures, size: int, channels: int) -> str:
     import PIL
     import torch
 
-    from synth.real import _resize_one, resize_images, square_crop
+    from synth.data import _resize_one, resize_images, square_crop
     from synth.shards import sample_image
 
     # the decode and the resize to the judged size are part of what the features are of
@@ -107,7 +107,7 @@ def shard_features(
     device: str = "cpu",
 ) -> bytes:
     """The stored features of a shard's leading samples (decoded images, as evaluation reads them)."""
-    from synth.real import resize_images
+    from synth.data import resize_images
 
     net = extractor(data=weights, digest=target.digest, device=device)
     batch = resize_images(np.stack(images), target.size, target.channels)

@@ -24,7 +24,7 @@ class Found:
 def find_generated(path: Path) -> Found:
     """Classify ``path``: a folder with manifest.parquet, a .tar or a folder holding .tar files
     (recursively), else a folder of images; fails with one line if it is none of them."""
-    from synth.real.sources import IMAGE_SUFFIXES
+    from synth.data.sources import IMAGE_SUFFIXES
 
     path = Path(path)
     if not path.exists():

@@ -40,7 +40,7 @@ def class_counts(job: Job, class_names: list[str], data=None) -> tuple[int, ...]
     real = None
     if g.classes == "match_real":
         if data is None:
-            from synth.real import load_dataset
+            from synth.data import load_dataset
 
             data = load_dataset(job.data, job.seed)
         real = data.class_counts().tolist()
@@ -177,7 +177,7 @@ def judge_file(job: Job, class_names: list[str], data=None):
         from synth.metrics.evaluate import DOMAIN_NAME, domain_classifier
 
         if data is None:
-            from synth.real import load_dataset
+            from synth.data import load_dataset
 
             data = load_dataset(job.data, job.seed)
         network = "cnn" if spec.classifier == "domain" else "fast"

@@ -16,8 +16,8 @@ from synth.stages.results import TrainResult
 
 def preflight(job: Job):
     """Everything that can fail on bad input, checked before any file is written. Returns the dataset."""
+    from synth.data import load_dataset
     from synth.models import build_nets
-    from synth.real import load_dataset
 
     data = load_dataset(job.data, job.seed)
     if data.num_classes < 1 or len(data) == 0:

@@ -17,13 +17,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from synth.data import load_dataset
 from synth.errors import SynthError
 from synth.layout import TRAIN_LOG, checkpoints
 from synth.models import family_for
 from synth.models.common import EMA, from_uint8
 from synth.models.family import ImageShape, StepData
 from synth.placement import check_precision
-from synth.real import load_dataset
 from synth.spec import Job
 from synth.train import checkpoint as ckpt
 

@@ -9,7 +9,7 @@ import sys
 
 CHECK = """
 import numpy as np, ray
-from synth.real import load_dataset
+from synth.data import load_dataset
 from synth.metrics.features import extractor
 from synth.stages.evaluate import ray_feature_pass
 from synth.spec import DataSpec

@@ -73,7 +73,7 @@ def from_source(tmp_path_factory):
 
 
 def test_a_real_source_makes_one_sample_per_input_keeping_its_class(from_source):
-    from synth.real import load_dataset
+    from synth.data import load_dataset
     from synth.spec import DataSpec
 
     rows = manifest(from_source)

@@ -87,7 +87,7 @@ def test_unconditional_model_writes_an_unlabelled_dataset(tmp_path, cli_on_one_r
     import numpy as np
 
     import synth
-    from synth.dataset import UNLABELLED
+    from synth.reader import UNLABELLED
 
     out = tmp_path / "out"
     name = "dcgan"

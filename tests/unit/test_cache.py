@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from synth.cache import content_key, decode_array, encode_array, memoize
+from synth.data import load_dataset
 from synth.metrics import classifier
 from synth.metrics.classifier import cached_train_classifier, predict
-from synth.real import load_dataset
 from synth.spec import DataSpec
 
 

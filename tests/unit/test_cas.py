@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
+from synth.data import load_dataset, load_test_dataset
 from synth.metrics.cas import classification_accuracy_score
 from synth.metrics.classifier import fit_classifier, images_seen
-from synth.real import load_dataset, load_test_dataset
 from synth.spec import DataSpec
 
 

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from synth.data import load_dataset
+from synth.data.sources import FASHION_DEBIAN_DIR
 from synth.errors import SynthError
-from synth.real import load_dataset
-from synth.real.sources import FASHION_DEBIAN_DIR
 from synth.spec import DataSpec
 
 

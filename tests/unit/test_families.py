@@ -170,8 +170,8 @@ def test_unconditional_gan_samples_vary_with_the_latent(tmp_path):
     """The unconditional DCGAN (width 32) on the 28x28 MNIST subset: after 300 steps its
     samples differ from latent to latent about as much as real digits differ from each other. (With a
     learned constant beside the latent, it had collapsed by then onto one image, and this test failed.)"""
+    from synth.data import load_dataset
     from synth.models.common import from_uint8
-    from synth.real import load_dataset
 
     spec = job_from_dict(
         {

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from synth.data import resize_images
 from synth.fsutil import file_digest
 from synth.generate.plan import Plan, head_counts, resolve_class_counts
 from synth.generate.worker import Encoding, ShardWork, write_one_shard
@@ -18,7 +19,6 @@ from synth.metrics.features import (
     stored_features,
 )
 from synth.metrics.fid import inception_weights_path
-from synth.real import resize_images
 from synth.storage import Store
 
 NAMES = tuple(str(i) for i in range(10))

@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
+from synth.data.sources import image_files, load_mnist_subset, read_image
 from synth.metrics.fid import InceptionFeatures, features_to_fid, inception_weights_path
-from synth.real.sources import image_files, load_mnist_subset, read_image
 
 N = 32  # images a folder: Inception runs at ~10 images/s here (2 AVX2 cores)
 

@@ -34,7 +34,7 @@ def fresh(code: str, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_readers_import_without_torch():
-    done = fresh("import synth, synth.dataset, synth.manifest, synth.layout, synth.parts")
+    done = fresh("import synth, synth.reader, synth.manifest, synth.layout, synth.parts")
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "torch imported: False"
 
@@ -54,7 +54,7 @@ def test_open_dataset_is_still_a_torch_dataset(dataset):
     import torch
 
     import synth
-    from synth.dataset import MixedDataset
+    from synth.reader import MixedDataset
 
     plain = synth.open_dataset(str(dataset), shuffle=False)
     mixed = synth.open_dataset(str(dataset), shuffle=False, real=str(dataset), real_fraction=0.5)

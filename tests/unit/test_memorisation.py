@@ -28,7 +28,7 @@ def test_excluding_itself_finds_the_next_nearest():
 
 def test_copies_of_training_images_are_flagged():
     """Real digits as features: new digits look like a model that generalises, copies like one that memorises."""
-    from synth.real.sources import load_mnist_subset
+    from synth.data.sources import load_mnist_subset
 
     rng = np.random.default_rng(2)
     x = load_mnist_subset(None).images.reshape(5000, -1).astype(np.float64)[rng.permutation(5000)]  # all classes

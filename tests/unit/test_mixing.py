@@ -5,8 +5,8 @@ import pytest
 import torch
 
 import synth
+from synth.data import load_dataset
 from synth.manifest import write_manifest
-from synth.real import load_dataset
 from synth.spec import DataSpec
 from synth.storage import Store
 

@@ -137,7 +137,7 @@ def _mixed_dataset_class() -> type:
 
 
 def __getattr__(name: str):
-    if name == "MixedDataset":  # synth.dataset.MixedDataset (also how pickle finds the class) imports torch now
+    if name == "MixedDataset":  # synth.reader.MixedDataset (also how pickle finds the class) imports torch now
         return _mixed_dataset_class()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
@@ -170,7 +170,7 @@ def _real_stream(real, store: Store, files: list[str], names: list[str], seed: i
             {"source": real, "resolution": size, "channels": channels} if isinstance(real, str) else real
         )
     )
-    from synth.real import load_dataset
+    from synth.data import load_dataset
 
     data = load_dataset(spec, seed)
     if list(data.class_names) != names:

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from synth.data import ImageDataset
 from synth.errors import SynthError
-from synth.real import ImageDataset
 
 DIGIT_NAMES = tuple(str(d) for d in range(10))
 FASHION_NAMES = (
@@ -121,7 +121,7 @@ def load_folder(spec) -> ImageDataset:
 
     Images of any size are centre-cropped and resized to the job's resolution.
     """
-    from synth.real import _resize_one
+    from synth.data import _resize_one
 
     root = Path(spec.path)
     if not root.is_dir():

@@ -1,5 +1,5 @@
 """Real images, the data a job learns from and is judged against (``data:``), all behind one interface:
-uint8 NHWC images and int64 labels. (Reading synth's own output is ``synth.dataset``.)
+uint8 NHWC images and int64 labels. (Reading synth's own output is ``synth.reader``.)
 
 ``load_dataset(spec)`` is the entry point; each source is a function in
 ``sources.py`` returning an ``ImageDataset`` at its native size, which is then
@@ -85,7 +85,7 @@ def subsample(ds: ImageDataset, limit: int | None, seed: int) -> ImageDataset:
 
 def load_dataset(spec, seed: int = 0) -> ImageDataset:
     """Load the source named by a DataSpec, at the spec's resolution and channels."""
-    from synth.real import sources
+    from synth.data import sources
 
     loader = sources.SOURCES.get(spec.source)
     if loader is None:
@@ -98,7 +98,7 @@ def load_dataset(spec, seed: int = 0) -> ImageDataset:
 
 def load_test_dataset(spec) -> ImageDataset | None:
     """The source's real test split at the job's resolution, or None if the source has none."""
-    from synth.real import sources
+    from synth.data import sources
 
     loader = sources.TEST_SOURCES.get(spec.source)
     if loader is None:

@@ -17,7 +17,7 @@ QUICKSTART = ROOT / "jobs" / "quickstart.yaml"
 # pytest-xdist): the tests that kill or stop a Ray (a 2-node cluster's `down`, a CLI run killed
 # mid-generation) run before that process starts its own Ray (ray_in_process), never while it has
 # one: a Ray kept in the test process across those once hung in a later call.
-SAME_PROCESS = ("test_cluster.py", "test_generate.py", "test_jobs.py", "test_train_sync.py")
+SAME_PROCESS = ("test_cluster.py", "test_generate.py", "test_inputs.py", "test_jobs.py", "test_train_sync.py")
 
 
 def pytest_collection_modifyitems(items) -> None:

@@ -2,7 +2,9 @@
 
 A job is validated once, at the edge (``load_job``); below it everything takes
 typed objects. Every model forbids unknown fields so a typo fails at load time
-with a message naming the field.
+with a message naming the field. The ``model:`` section and ``generate.sampling``
+come from the model families (``synth.models.registry``): importing this module
+loads them, and with them torch.
 """
 
 from __future__ import annotations
@@ -25,10 +27,7 @@ from synth.models.section import ModelSection, SamplingSection, Section
 DataSource = Literal["digits", "mnist_subset", "mnist", "fashion_mnist", "folder"]
 
 
-_Section = Section
-
-
-class DataSpec(_Section):
+class DataSpec(Section):
     """Where the real images come from, and the resolution the job works at."""
 
     source: DataSource = "mnist_subset"
@@ -85,7 +84,7 @@ load_families()
 ModelSpec = _model_union()
 
 
-class TrainSpec(_Section):
+class TrainSpec(Section):
     """The training loop: steps, batch, optimiser, workers, checkpoints."""
 
     steps: int = Field(3000, ge=1)
@@ -111,7 +110,7 @@ class TrainSpec(_Section):
     log_every: int = Field(50, ge=1)
 
 
-class ClassCounts(_Section):
+class ClassCounts(Section):
     """Exact samples per class, by class name or index; classes left out get none."""
 
     counts: dict[str | int, int] = Field(min_length=1)
@@ -124,7 +123,7 @@ class ClassCounts(_Section):
         return self
 
 
-class ClassProportions(_Section):
+class ClassProportions(Section):
     """Share of samples per class (any positive weights; normalised), by class name or index."""
 
     proportions: dict[str | int, float] = Field(min_length=1)
@@ -162,7 +161,7 @@ Classes = Annotated[
 ResizeFilter = Literal["nearest", "bilinear", "bicubic", "lanczos", "box"]
 
 
-class FilterSpec(_Section):
+class FilterSpec(Section):
     """Quality filter at generation: draw candidates per sample, keep one a classifier puts in the class asked for.
 
     Candidate j of source image s has its own seed (j = 0 is the unfiltered sample's), so the kept
@@ -211,7 +210,7 @@ class FilterSpec(_Section):
         return self
 
 
-class InputsSpec(_Section):
+class InputsSpec(Section):
     """Input images for a model conditioned on an image: a real data source's split, or an earlier synth dataset.
 
     Sample i takes input ``i // (per_input * augment.copies)``, in the source's order (or ``indices``'
@@ -238,7 +237,7 @@ class InputsSpec(_Section):
         return self
 
 
-class GenerateSpec(_Section):
+class GenerateSpec(Section):
     """How many images to make, of which classes, how they are encoded and cut into shards."""
 
     count: int = Field(10_000, ge=1, description="samples written, augmented copies included; exact")
@@ -289,7 +288,7 @@ class GenerateSpec(_Section):
     )
 
 
-class EvaluateSpec(_Section):
+class EvaluateSpec(Section):
     """Which figures the report holds, on how many samples."""
 
     num_samples: int = Field(1_000, ge=2, description="generated and real images each, for every figure")
@@ -353,7 +352,7 @@ def _auto_or_bool(value: Any) -> Any:
     raise ValueError(f"expected auto, true or false, got {value!r}")
 
 
-class ResourcesSpec(_Section):
+class ResourcesSpec(Section):
     """What each training worker and generation task asks the cluster for, and how many run at once.
 
     Generation's bytes do not depend on any of these on CPU. Training's numbers do depend on the
@@ -393,7 +392,7 @@ class ResourcesSpec(_Section):
     )
 
 
-class OutputSpec(_Section):
+class OutputSpec(Section):
     """How outputs are named, and where the dataset goes."""
 
     name: str = Field("synth", pattern=r"^[A-Za-z0-9_-]+$")
@@ -404,7 +403,7 @@ class OutputSpec(_Section):
     )
 
 
-class Job(_Section):
+class Job(Section):
     """One job: what to learn from, what to train, what to make, how to judge."""
 
     seed: int = Field(0, ge=0)

@@ -26,6 +26,7 @@ def test_no_test_split_for_sources_without_one():
     assert load_test_dataset(DataSpec(source="digits", resolution=8, channels=1)) is None
 
 
+@pytest.mark.slow  # two ResNet-8 trainings on 3,000 images: 50-95 s, the fast tier's longest test
 def test_cas_separates_right_labels_from_shuffled_ones(fashion):
     """Same 3,000 images: with their labels they train a useful classifier; with shuffled labels, chance."""
     train, test = fashion

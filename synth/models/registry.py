@@ -5,8 +5,9 @@ its members (``model.name``) and their presets, its sampling settings and what e
 do. The job spec's model union, ``--dry-run`` and the README's model table come from here.
 
 ``load()`` imports the built-in family files, then any plugin: the modules named in the
-``SYNTH_PLUGINS`` environment variable (comma-separated; Ray workers inherit it) and the
-``synth.families`` entry points of installed packages. A plugin registers its section the same way.
+``SYNTH_PLUGINS`` environment variable (comma-separated) and the ``synth.families`` entry points
+of installed packages. A plugin registers its section the same way; a Ray worker imports the
+plugin's module when it unpickles the job, so the module must be importable on every node.
 """
 
 from __future__ import annotations

@@ -293,7 +293,7 @@ def interpolate(
 @app.command()
 @guarded
 def models() -> None:
-    """List every model (``model.name``): its family, what it is conditioned on, what it can do.
+    """List every model (model.name): its family, what it is conditioned on, what it can do.
 
     The table is Markdown (README's model table is this output); plugins (SYNTH_PLUGINS) are listed too.
     """

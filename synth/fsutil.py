@@ -32,8 +32,13 @@ def data_digest(data: bytes) -> str:
 
 def file_digest(path: Path) -> str:
     """The first 16 hex digits of a file's SHA-256."""
-    h = hashlib.sha256()
     with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
+        return stream_digest(fh)
+
+
+def stream_digest(fh) -> str:
+    """``file_digest`` of an open binary file (any filesystem's), read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    for chunk in iter(lambda: fh.read(1 << 20), b""):
+        h.update(chunk)
     return h.hexdigest()[:16]

@@ -12,7 +12,6 @@ No torch here: the driver plans with this module and the workers read with it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from functools import lru_cache
@@ -94,10 +93,17 @@ def open_inputs(spec, resolution: int, channels: int) -> InputSet:
 
         if not is_url(spec.dataset):  # the workers (other processes, other nodes) read the same folder
             raw["dataset"] = str(Path(spec.dataset).resolve())
-        store, manifest = _manifest(raw["dataset"])
-        total = manifest.metadata.num_rows
-        names = tuple(json.loads((manifest.schema_arrow.metadata or {}).get(b"class_names", b"[]")))
-        identity = _digest({"dataset": _manifest_digest(store), "indices": spec.indices, "limit": spec.limit})
+        from synth.fsutil import stream_digest
+        from synth.layout import MANIFEST_FILE
+
+        store = _dataset_store(raw["dataset"])
+        fh, manifest = _open_manifest(store)
+        with fh:
+            total = manifest.metadata.num_rows
+            names = tuple(json.loads((manifest.schema_arrow.metadata or {}).get(b"class_names", b"[]")))
+        with store.open(MANIFEST_FILE) as whole:
+            manifest_digest = stream_digest(whole)
+        identity = _digest({"dataset": manifest_digest, "indices": spec.indices, "limit": spec.limit})
     else:
         if spec.path:  # as for a dataset: the same folder from every worker
             from pathlib import Path
@@ -118,7 +124,9 @@ def open_inputs(spec, resolution: int, channels: int) -> InputSet:
 
 
 def _digest(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+    from synth.fsutil import data_digest
+
+    return data_digest(json.dumps(obj, sort_keys=True).encode())
 
 
 # -- a real data source ---------------------------------------------------------------------------
@@ -151,9 +159,8 @@ def _source(inputs: InputSet):
 # -- an earlier synth dataset ---------------------------------------------------------------------
 
 
-def _manifest(url: str):
-    import pyarrow.parquet as pq
-
+def _dataset_store(url: str):
+    """The Store of an earlier synth dataset (SynthError if it holds no manifest)."""
     from synth.layout import MANIFEST_FILE
     from synth.storage import Store
 
@@ -162,31 +169,33 @@ def _manifest(url: str):
         raise SynthError(
             f"generate.inputs.dataset: {store.where()} has no {MANIFEST_FILE} (not a finished synth dataset)"
         )
-    return store, pq.ParquetFile(store.open(MANIFEST_FILE))
+    return store
 
 
-def _manifest_digest(store) -> str:
+def _open_manifest(store):
+    """The dataset's manifest, open for reading: (file, ParquetFile); close the file when done."""
+    import pyarrow.parquet as pq
+
     from synth.layout import MANIFEST_FILE
 
-    h = hashlib.sha256()
-    with store.open(MANIFEST_FILE) as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
+    fh = store.open(MANIFEST_FILE)
+    return fh, pq.ParquetFile(fh)
 
 
 @lru_cache(maxsize=4)
 def _dataset_rows(url: str, positions: tuple[int, ...]) -> tuple[list[tuple[str, str]], np.ndarray]:
     """(shard, key) and class of manifest rows ``positions``, reading only the row groups that hold them."""
-    _, manifest = _manifest(url)
-    bounds = np.cumsum([0] + [manifest.metadata.row_group(g).num_rows for g in range(manifest.num_row_groups)])
-    wanted = np.asarray(positions, dtype=np.int64)
-    groups = np.unique(np.searchsorted(bounds, wanted, side="right") - 1)
-    where: dict[int, tuple[str, str, int]] = {}
-    for g in groups:
-        table = manifest.read_row_group(int(g), columns=["key", "shard", "class"]).to_pydict()
-        for row, (key, shard, cls) in enumerate(zip(table["key"], table["shard"], table["class"])):
-            where[int(bounds[g]) + row] = (shard, key, -1 if cls is None else int(cls))
+    fh, manifest = _open_manifest(_dataset_store(url))
+    with fh:
+        sizes = [manifest.metadata.row_group(g).num_rows for g in range(manifest.num_row_groups)]
+        bounds = np.cumsum([0, *sizes])
+        wanted = np.asarray(positions, dtype=np.int64)
+        groups = np.unique(np.searchsorted(bounds, wanted, side="right") - 1)
+        where: dict[int, tuple[str, str, int]] = {}
+        for g in groups:
+            table = manifest.read_row_group(int(g), columns=["key", "shard", "class"]).to_pydict()
+            for row, (key, shard, cls) in enumerate(zip(table["key"], table["shard"], table["class"])):
+                where[int(bounds[g]) + row] = (shard, key, -1 if cls is None else int(cls))
     rows = [where[int(p)] for p in wanted]
     return [(shard, key) for shard, key, _ in rows], np.asarray([c for _, _, c in rows], dtype=np.int64)
 
@@ -197,7 +206,7 @@ def _read_dataset(inputs: InputSet, positions: np.ndarray) -> Inputs:
     from synth.shards import read_shard, sample_image
 
     url = inputs.spec["dataset"]
-    store, _ = _manifest(url)
+    store = _dataset_store(url)
     where, classes = _dataset_rows(url, tuple(positions.tolist()))
     mode = "L" if inputs.channels == 1 else "RGB"
     images: list[np.ndarray | None] = [None] * len(where)

@@ -77,9 +77,6 @@ class MirrorFamily(Family):
         ).astype(np.float32)
         return (x + torch.from_numpy(noise) * (request.sampling.noise / 127.5)).clamp(-1, 1)
 
-    def sampling_record(self, sampling) -> dict:
-        return sampling.record()
-
 
 FAMILY = MirrorFamily()
 register(MirrorModel)
